@@ -1,0 +1,43 @@
+"""Run-wide switches read from the environment.
+
+``KDLAB_FAST=1`` makes lessons and experiments use a small slice of the data and
+few epochs (CI, quick checks); ``KDLAB_DATA=DIR`` points the data loader at a
+folder holding ``mnist/`` and ``fashion-mnist/``.
+"""
+
+import os
+
+import torch
+
+
+def fast_mode() -> bool:
+    """True when ``KDLAB_FAST`` is set to something other than '', '0' or 'false'."""
+    return os.environ.get("KDLAB_FAST", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pick(full, fast):
+    """Return ``fast`` under KDLAB_FAST=1, else ``full`` (for epochs, sizes, sweeps)."""
+    return fast if fast_mode() else full
+
+
+def default_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: ``prefer`` if given, else cuda, then mps, then cpu."""
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, torch (CPU and CUDA) and return a torch Generator for batching."""
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

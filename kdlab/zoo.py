@@ -1,0 +1,80 @@
+"""Trained teachers for the lessons: trained on first use, then cached on disk.
+
+Nothing binary is committed: the first call trains (seconds to a minute on two
+CPU cores) and saves the weights under ``~/.cache/kdlab/models``; later calls
+load them. The cache key holds every setting that changes the weights, and the
+data set's size, so a KDLAB_FAST run never reuses a full-data teacher.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import settings
+from .data import Dataset, cache_dir, load
+from .models import build
+from .train import evaluate, train
+
+# Recipes that lessons ask for by name: architecture and training settings.
+RECIPES = {
+    # Lesson 2: a good MLP teacher in about half a minute on 2 CPU cores.
+    "mlp-teacher": dict(arch="mlp-1200x2", epochs=4, lr=0.05, batch_size=128, jitter=0),
+    # Lessons 4-6: the CNN teacher (about 99% test accuracy after 3 epochs).
+    "cnn-teacher": dict(arch="cnn-small", epochs=3, lr=0.05, batch_size=128, jitter=0),
+}
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, dataset: str = "mnist",
+               seed: int = 0, epochs: int | None = None, device=None, progress: bool = True,
+               retrain: bool = False) -> nn.Module:
+    """A trained model from ``RECIPES[recipe]``, loaded from the cache or trained now.
+
+    ``data`` defaults to ``load(dataset)`` (a small slice under KDLAB_FAST=1).
+    The model comes back in eval mode with ``model.metrics`` holding its test
+    errors and accuracy.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    cfg = dict(RECIPES[recipe])
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    elif settings.fast_mode():
+        cfg["epochs"] = 1
+    data = data if data is not None else load(dataset)
+    key = (f"{data.name}-{recipe}-{cfg['arch']}-e{cfg['epochs']}-lr{cfg['lr']}-s{seed}"
+           f"-n{len(data.y_train)}")
+    path = cache_dir() / "models" / f"{key}.pt"
+    torch.manual_seed(seed)
+    model = build(cfg["arch"])
+    if path.is_file() and not retrain:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(saved["state_dict"])
+            model.metrics = saved["metrics"]
+            return model.to(settings.default_device(device)).eval()
+        except Exception:  # noqa: BLE001 - a corrupt cache entry is retrained, never fatal
+            path.unlink(missing_ok=True)
+    train(model, data, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
+          jitter=cfg["jitter"], seed=seed, device=device, progress=progress, desc=f"training {recipe}",
+          evaluate_every_epoch=False)
+    model.metrics = evaluate(model, data.x_test, data.y_test)
+    _atomic_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                  "metrics": model.metrics}, path)
+    return model.eval()
