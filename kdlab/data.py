@@ -211,6 +211,9 @@ def download(name: str = "mnist", dest: Path | None = None, *, mirrors: list[str
             url = mirror.rstrip("/") + f"/{stem}.gz"
             try:
                 raw = _fetch(url, timeout)
+            except urllib.error.HTTPError as e:
+                problems.append(f"{url}: HTTP {e.code} {e.reason}")
+                continue
             except (urllib.error.URLError, OSError, ValueError) as e:
                 problems.append(f"{url}: {getattr(e, 'reason', e)}")
                 continue

@@ -46,7 +46,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """The model's logits for every row of ``x``, in eval mode (mode restored after)."""
     was_training = model.training
     model.eval()
@@ -56,7 +56,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) ->
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> dict:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> dict:
     """``{"test_errors": int, "test_accuracy": float}`` of ``model`` on (x, y)."""
     device = next(model.parameters()).device
     logits = predict_logits(model, x.to(device), batch_size)

@@ -1,0 +1,157 @@
+"""The main job: train a teacher, a student alone, and the same student distilled.
+
+``kdlab distill`` is a thin command-line wrapper over :func:`run_distill`;
+lessons call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import __version__, settings
+from .data import load
+from .models import build, count_params
+from .train import evaluate, train
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How one model is trained."""
+
+    arch: str
+    epochs: int
+    lr: float
+    batch_size: int = 128
+    jitter: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    teacher: Stage
+    student: Stage
+    temperature: float
+    alpha: float
+    description: str
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick",
+        teacher=Stage("cnn-small", epochs=3, lr=0.05),
+        student=Stage("mlp-800x2", epochs=8, lr=0.05),
+        temperature=4.0, alpha=0.9,
+        description="a CNN teacher and an 800-800 MLP student, about 3 minutes on 2 CPU cores",
+    ),
+    "hinton": Preset(
+        name="hinton",
+        teacher=Stage("mlp-1200x2-dropout", epochs=30, lr=0.05, jitter=2),
+        student=Stage("mlp-800x2", epochs=30, lr=0.05),
+        temperature=20.0, alpha=0.9,
+        description="Hinton et al. (2015): 1200-1200 dropout teacher on jittered inputs, "
+                    "800-800 student, T = 20",
+    ),
+}
+
+FAST_EPOCHS = 1
+
+
+def _stage_for_run(stage: Stage) -> Stage:
+    return replace(stage, epochs=FAST_EPOCHS) if settings.fast_mode() else stage
+
+
+def _train_role(role: str, stage: Stage, data, *, seed: int, device, progress: bool,
+                teacher=None, T: float = 1.0, alpha: float = 0.0) -> tuple:
+    torch.manual_seed(seed)  # the scratch and distilled students start from the same weights
+    model = build(stage.arch)
+    history = train(model, data, teacher=teacher, T=T, alpha=alpha, epochs=stage.epochs, lr=stage.lr,
+                    batch_size=stage.batch_size, jitter=stage.jitter, seed=seed, device=device,
+                    progress=progress, desc=role.replace("_", " "))
+    metrics = evaluate(model, data.x_test, data.y_test)
+    entry = {"arch": stage.arch, "params": count_params(model), **metrics,
+             "train_seconds": round(history.train_seconds, 2), "epochs": stage.epochs,
+             "jitter": stage.jitter, "history": history.as_dict()}
+    if teacher is not None:
+        entry["teacher_logits_seconds"] = round(history.teacher_seconds, 2)
+        entry["teacher_logits_cached"] = stage.jitter == 0
+    return model, entry
+
+
+def run_distill(preset: str = "quick", dataset: str = "mnist", seed: int = 0, *, data_root=None,
+                device=None, temperature: float | None = None, alpha: float | None = None,
+                progress: bool = True) -> dict:
+    """Run the main job and return its results (the JSON that ``kdlab distill`` writes)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    T = p.temperature if temperature is None else temperature
+    a = p.alpha if alpha is None else alpha
+    device = settings.default_device(device)
+    start = time.perf_counter()
+    data = load(dataset, data_root).to(device)
+    t_stage, s_stage = _stage_for_run(p.teacher), _stage_for_run(p.student)
+    teacher, teacher_entry = _train_role("teacher", t_stage, data, seed=seed, device=device, progress=progress)
+    _, scratch_entry = _train_role("student_scratch", s_stage, data, seed=seed, device=device,
+                                   progress=progress)
+    _, distilled_entry = _train_role("student_distilled", s_stage, data, seed=seed, device=device,
+                                     progress=progress, teacher=teacher, T=T, alpha=a)
+    return {
+        "preset": preset, "dataset": dataset, "seed": seed, "device": str(device),
+        "temperature": T, "alpha": a, "fast_mode": settings.fast_mode(),
+        "description": p.description, "data_source": data.source,
+        "train_size": len(data.y_train), "test_size": len(data.y_test),
+        "teacher": teacher_entry, "student_scratch": scratch_entry, "student_distilled": distilled_entry,
+        "total_seconds": round(time.perf_counter() - start, 2),
+        "environment": {"kdlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                        "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+        "preset_settings": asdict(p),
+    }
+
+
+def results_table(results: dict) -> str:
+    """The results as a plain-text table."""
+    rows = [("model", "architecture", "params", "test errors", "accuracy", "train s")]
+    for role, label in (("teacher", "teacher"), ("student_scratch", "student alone"),
+                        ("student_distilled", f"student distilled (T={results['temperature']:g}, "
+                                              f"alpha={results['alpha']:g})")):
+        e = results[role]
+        arch = e["arch"] + (f" +jitter{e['jitter']}" if e.get("jitter") else "")
+        rows.append((label, arch, f"{e['params']:,}", str(e["test_errors"]),
+                     f"{100 * e['test_accuracy']:.2f}%", f"{e['train_seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    s, d = results["student_scratch"]["test_errors"], results["student_distilled"]["test_errors"]
+    verdict = ("fewer" if d < s else "more" if d > s else "as many")
+    head = (f"kdlab distill: {results['dataset']}, preset {results['preset']}, seed {results['seed']}, "
+            f"device {results['device']}, {results['train_size']:,} train / {results['test_size']:,} test images"
+            + (" (KDLAB_FAST slice)" if results.get("fast_mode") else ""))
+    tail = (f"The distilled student makes {verdict} test errors than the student alone ({d} vs {s}); "
+            f"whole run {results['total_seconds']:.0f} s.")
+    return "\n".join([head, "", *lines, "", tail])
+
+
+def save_results(results: dict, json_path: Path, plot_path: Path | None) -> None:
+    """Write the JSON (atomically) and the training-curve PNG."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = json_path.with_name(json_path.name + ".part")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, json_path)
+    if plot_path is not None:
+        from .plots import training_curves
+
+        fig = training_curves(results)
+        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot_path, dpi=110)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

@@ -1,0 +1,93 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import full_data_dir, write_dataset
+
+
+def run_kdlab(*args, env=None, cwd=None, timeout=300):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kdlab.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+def test_distill_end_to_end_fast(tmp_path):
+    out = tmp_path / "run.json"
+    env = {"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path / "nothing-here")}  # falls back to the shipped sample
+    r = run_kdlab("distill", "--seed", "1", "--json", str(out), "--no-progress", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "student alone" in r.stdout and "student distilled" in r.stdout and "test errors" in r.stdout
+    results = json.loads(out.read_text())
+    for role in ("teacher", "student_scratch", "student_distilled"):
+        for key in ("arch", "params", "test_errors", "test_accuracy", "train_seconds"):
+            assert key in results[role], (role, key)
+        assert 0 <= results[role]["test_errors"] <= results["test_size"]
+    for key in ("temperature", "alpha", "preset", "dataset", "seed", "device"):
+        assert key in results
+    assert results["seed"] == 1 and results["preset"] == "quick" and results["dataset"] == "mnist"
+    assert results["student_scratch"]["arch"] == results["student_distilled"]["arch"]
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_distill_fashion_mnist_fast(tmp_path):
+    out = tmp_path / "f.json"
+    r = run_kdlab("distill", "--dataset", "fashion-mnist", "--json", str(out), "--no-progress",
+                  env={"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["dataset"] == "fashion-mnist"
+
+
+def test_truncated_file_under_kdlab_data_is_one_line_error(tmp_path):
+    folder = write_dataset(tmp_path / "data" / "mnist")
+    bad = folder / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-200])
+    r = run_kdlab("distill", "--no-progress", "--json", str(tmp_path / "x.json"),
+                  env={"KDLAB_DATA": str(tmp_path / "data")}, cwd=tmp_path)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("kdlab: error:") and str(bad) in lines[0]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.skipif(full_data_dir() is None, reason="full MNIST not available")
+def test_truncated_copy_of_real_mnist(tmp_path):
+    src = full_data_dir() / "mnist"
+    dst = tmp_path / "mnist"
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    bad = dst / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[: 5_000_000])
+    r = run_kdlab("distill", "--no-progress", env={"KDLAB_DATA": str(tmp_path)}, cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and str(bad) in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--alpha", "2"], "--alpha must lie in [0, 1]"),
+    (["--temperature", "0"], "--temperature must be positive"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
+    r = run_kdlab("distill", *args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_data_verify_and_where(tmp_path):
+    root = full_data_dir()
+    if root is None:
+        pytest.skip("full MNIST not available")
+    r = run_kdlab("data", "verify", "--dataset", "fashion-mnist", "--data", str(root))
+    assert r.returncode == 0 and r.stdout.count("ok") == 4
+    r = run_kdlab("data", "where", env={"KDLAB_DATA": str(root)})
+    assert r.stdout.strip() == str(root / "mnist")
+
+
+def test_version_and_help():
+    assert run_kdlab("--version").stdout.startswith("kdlab ")
+    r = run_kdlab("distill", "--help")
+    assert r.returncode == 0 and "--preset" in r.stdout and "hinton" in r.stdout

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from kdlab import data, models, train, zoo
+
+
+def test_architectures_and_param_counts():
+    # Hinton et al.'s nets: 784-1200-1200-10 and 784-800-800-10
+    assert models.count_params(models.build("mlp-1200x2-dropout")) == 784 * 1200 + 1200 + 1200 * 1200 + 1200 + 12010
+    assert models.count_params(models.build("mlp-800x2")) == 784 * 800 + 800 + 800 * 800 + 800 + 8010
+    assert models.count_params(models.build("mlp-30x2")) == 784 * 30 + 30 + 30 * 30 + 30 + 310
+    x = torch.rand(3, 1, 28, 28)
+    for arch in ("mlp-30x2", "mlp-1200x2-dropout", "cnn-small", "cnn-wide"):
+        assert models.build(arch)(x).shape == (3, 10)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.build("resnet")
+
+
+def test_dropout_teacher_is_deterministic_in_eval_mode():
+    m = models.build("mlp-1200x2-dropout").eval()
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(m(x), m(x))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return data.load("mnist", sample=True)
+
+
+def test_training_learns_and_is_seeded(sample):
+    def run(seed):
+        torch.manual_seed(seed)
+        m = models.build("mlp-100x2")
+        h = train.train(m, sample, epochs=6, lr=0.1, seed=seed, progress=False)
+        return m, h
+    m1, h1 = run(0)
+    _, h2 = run(0)
+    assert h1.test_errors == h2.test_errors and h1.train_loss == h2.train_loss
+    assert h1.test_errors[-1] < 200  # > 80% on 1,000 real test digits after 6 short epochs
+    assert h1.train_loss[-1] < h1.train_loss[0]
+    assert train.evaluate(m1, sample.x_test, sample.y_test)["test_errors"] == h1.test_errors[-1]
+
+
+def test_distillation_keeps_teacher_frozen_in_eval_mode(sample):
+    torch.manual_seed(0)
+    teacher = models.build("mlp-1200x2-dropout")
+    train.train(teacher, sample, epochs=1, progress=False)
+    teacher.train()  # even if handed over in train mode...
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    calls = []
+    teacher.register_forward_hook(lambda mod, inp, out: calls.append((mod.training, out.requires_grad)))
+    student = models.build("mlp-30x2")
+    train.distill(student, teacher, sample, T=4.0, alpha=0.9, epochs=1, jitter=2, progress=False)
+    assert calls and all(not training and not grad for training, grad in calls)  # eval mode, no graph
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_teacher_logits_cached_without_jitter(sample):
+    teacher = models.build("mlp-30x2")
+    calls = []
+    teacher.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0])))
+    train.distill(models.build("mlp-30x2"), teacher, sample, T=2.0, alpha=0.5, epochs=2, progress=False)
+    assert sum(calls) == len(sample.y_train)  # one pass over the training set, for two epochs
+    calls.clear()
+    train.distill(models.build("mlp-30x2"), teacher, sample, T=2.0, alpha=0.5, epochs=2, jitter=2, progress=False)
+    assert sum(calls) == 2 * len(sample.y_train)  # jittered batches: the teacher sees each one
+
+
+def test_bad_settings_raise_clear_errors(sample):
+    with pytest.raises(ValueError, match="temperature"):
+        train.distill(models.build("mlp-30x2"), models.build("mlp-30x2"), sample, T=0)
+    with pytest.raises(ValueError, match="alpha"):
+        train.distill(models.build("mlp-30x2"), models.build("mlp-30x2"), sample, alpha=2)
+    with pytest.raises(ValueError, match="optimizer"):
+        train.train(models.build("mlp-30x2"), sample, optimizer="lbfgs", progress=False)
+
+
+def test_zoo_trains_once_then_loads_from_cache(sample, isolated_cache):
+    t1 = zoo.pretrained("mlp-teacher", sample, epochs=1, progress=False)
+    files = list((isolated_cache / "kdlab" / "models").glob("*.pt"))
+    assert len(files) == 1 and not t1.training
+    t2 = zoo.pretrained("mlp-teacher", sample, epochs=1, progress=False)
+    assert t2.metrics == t1.metrics
+    x = sample.x_test[:5]
+    assert torch.equal(t1(x), t2(x))
+    files[0].write_bytes(b"corrupt")  # a broken cache entry is retrained, not fatal
+    t3 = zoo.pretrained("mlp-teacher", sample, epochs=1, progress=False)
+    assert t3.metrics == t1.metrics
