@@ -389,11 +389,18 @@ def iterate(*tensors: torch.Tensor, batch_size: int = 128, shuffle: bool = True,
         yield tuple(t[idx] for t in tensors)
 
 
-def jitter(images: torch.Tensor, max_shift: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Translate each image by an independent random (dx, dy) in [-max_shift, max_shift] pixels.
+def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(2, n) int64 tensor of (dy, dx) offsets, each uniform in [-max_shift, max_shift]."""
+    return torch.randint(-max_shift, max_shift + 1, (2, n), generator=generator)
+
+
+def jitter(images: torch.Tensor, max_shift: int = 2, generator: torch.Generator | None = None,
+           shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Translate each image by an independent random (dy, dx) in [-max_shift, max_shift] pixels.
 
     Hinton et al. (2015) jitter MNIST by up to 2 pixels. Vacated pixels become 0.
     Works on (B, H, W) or (B, C, H, W) batches on any device, in one gather.
+    ``shifts`` (from :func:`random_shifts`) replays given offsets instead of drawing new ones.
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
@@ -401,14 +408,19 @@ def jitter(images: torch.Tensor, max_shift: int = 2, generator: torch.Generator 
         return images
     shape = images.shape
     b, h, w = shape[0], shape[-2], shape[-1]
+    if shifts is None:
+        shifts = random_shifts(b, max_shift, generator)
+    elif shifts.shape != (2, b) or int(shifts.abs().max()) > max_shift:
+        raise ValueError(f"shifts must be a (2, {b}) tensor with values in [-{max_shift}, {max_shift}]")
     flat = images.reshape(b, -1, h, w)
     padded = torch.nn.functional.pad(flat, (max_shift,) * 4)
     hp, wp = h + 2 * max_shift, w + 2 * max_shift
-    shifts = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator).to(images.device)
+    offsets = shifts.to(images.device) + max_shift
     rows = torch.arange(h, device=images.device)
     cols = torch.arange(w, device=images.device)
-    # Output pixel (r, c) reads padded pixel (r + sy, c + sx), sy/sx in [0, 2*max_shift].
-    index = (rows[None, :, None] + shifts[0][:, None, None]) * wp + (cols[None, None, :] + shifts[1][:, None, None])
+    # Output pixel (r, c) reads padded pixel (r + max_shift - dy, c + max_shift - dx).
+    index = ((rows[None, :, None] + 2 * max_shift - offsets[0][:, None, None]) * wp
+             + (cols[None, None, :] + 2 * max_shift - offsets[1][:, None, None]))
     index = index.reshape(b, 1, h * w).expand(b, flat.shape[1], h * w)
     out = padded.reshape(b, flat.shape[1], hp * wp).gather(2, index)
     return out.reshape(shape)

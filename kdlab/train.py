@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import settings
-from .data import Dataset, batch_indices, jitter as jitter_batch
+from .data import Dataset, batch_indices, jitter as jitter_batch, random_shifts
 from .losses import _check_alpha, _check_temperature, _distillation_loss
 
 
@@ -90,7 +90,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
           T: float = 4.0, alpha: float = 0.9, epochs: int = 10, batch_size: int = 128,
           lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
-          warmup_epochs: float = 0.5, jitter: int = 0, seed: int = 0, device=None,
+          warmup_epochs: float = 0.5, jitter: int = 0, teacher_views: int = 0, seed: int = 0, device=None,
           evaluate_every_epoch: bool = True, progress: bool = True, desc: str = "train") -> History:
     """Train ``model`` on ``data`` in place; with a ``teacher``, distill from it.
 
@@ -98,6 +98,10 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
     :func:`kdlab.losses.distillation_loss` at temperature ``T`` with weight
     ``alpha`` on the soft term; the teacher stays in eval mode under no_grad.
     ``jitter`` > 0 translates each training batch by up to that many pixels.
+    With a teacher and jitter, ``teacher_views`` = K > 0 fixes K jittered copies of
+    every training image up front and caches the teacher's logits on each; every
+    step then draws one of the K copies per image, so the teacher never runs
+    inside the loop. With ``teacher_views=0`` the teacher sees every fresh batch.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -111,16 +115,18 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     history = History()
 
-    cached = None
+    cached = view_shifts = None
     if teacher is not None:
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+        start = time.perf_counter()
         if not jitter:
-            start = time.perf_counter()
             cached = predict_logits(teacher, x)
-            _sync(device)
-            history.teacher_seconds = time.perf_counter() - start
+        elif teacher_views:
+            view_shifts, cached = _teacher_views(teacher, x, jitter, teacher_views, generator)
+        _sync(device)
+        history.teacher_seconds = time.perf_counter() - start
 
     steps_per_epoch = math.ceil(len(y) / batch_size)
     total = epochs * steps_per_epoch
@@ -140,13 +146,18 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
             loss_sum = torch.zeros((), device=device)
             for idx in batch_indices(len(y), batch_size, generator=generator, device=device):
                 xb, yb = x[idx], y[idx]
-                if jitter:
+                if view_shifts is not None:
+                    view = torch.randint(teacher_views, (len(idx),), generator=generator).to(device)
+                    xb = jitter_batch(xb, jitter, shifts=view_shifts[view, :, idx].T)
+                elif jitter:
                     xb = jitter_batch(xb, jitter, generator)
                 logits = model(xb)
                 if teacher is None:
                     loss = nn.functional.cross_entropy(logits, yb)
                 else:
-                    if cached is not None:
+                    if view_shifts is not None:
+                        t_logits = cached[view, idx]
+                    elif cached is not None:
                         t_logits = cached[idx]
                     else:
                         with torch.no_grad():
@@ -173,6 +184,18 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
         bar.close()
     model.eval()
     return history
+
+
+@torch.no_grad()
+def _teacher_views(teacher: nn.Module, x: torch.Tensor, max_shift: int, views: int,
+                   generator: torch.Generator, chunk: int = 4096) -> tuple:
+    """K jittered copies of ``x`` (as shifts, (K, 2, N)) and the teacher's logits on each (K, N, C)."""
+    shifts = torch.stack([random_shifts(len(x), max_shift, generator) for _ in range(views)]).to(x.device)
+    logits = torch.stack([
+        torch.cat([predict_logits(teacher, jitter_batch(x[i:i + chunk], max_shift, shifts=shifts[v, :, i:i + chunk]))
+                   for i in range(0, len(x), chunk)])
+        for v in range(views)])
+    return shifts, logits
 
 
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset, **kwargs) -> History:

@@ -261,3 +261,17 @@ def test_jitter_zero_fills_and_accepts_3d():
     assert (out.sum(dim=(1, 2)) <= 28 * 28).all() and (out.sum(dim=(1, 2)) >= 26 * 26).all()
     with pytest.raises(ValueError):
         data.jitter(images, -1)
+
+
+def test_jitter_replays_given_shifts():
+    g = torch.Generator().manual_seed(5)
+    images = torch.zeros(6, 1, 28, 28)
+    images[:, :, 10:18, 9:19] = torch.rand(6, 1, 8, 10, generator=g)
+    shifts = data.random_shifts(6, 2, g)
+    out = data.jitter(images, 2, shifts=shifts)
+    for i in range(6):
+        dy, dx = int(shifts[0, i]), int(shifts[1, i])
+        assert torch.equal(out[i], torch.roll(images[i], (dy, dx), dims=(-2, -1)))  # positive dy moves down
+    assert torch.equal(data.jitter(images, 2, shifts=shifts), out)
+    with pytest.raises(ValueError, match="shifts"):
+        data.jitter(images, 1, shifts=shifts * 0 + 2)

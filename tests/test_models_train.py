@@ -86,3 +86,19 @@ def test_zoo_trains_once_then_loads_from_cache(sample, isolated_cache):
     files[0].write_bytes(b"corrupt")  # a broken cache entry is retrained, not fatal
     t3 = zoo.pretrained("mlp-teacher", sample, epochs=1, progress=False)
     assert t3.metrics == t1.metrics
+
+
+def test_cached_teacher_views_match_the_teacher_on_the_same_jitter(sample):
+    teacher = models.build("mlp-30x2").eval()
+    calls = []
+    teacher.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0])))
+    h = train.distill(models.build("mlp-30x2"), teacher, sample, T=2.0, alpha=0.5, epochs=3, jitter=2,
+                      teacher_views=2, progress=False)
+    assert sum(calls) == 2 * len(sample.y_train)  # two views, computed once, reused for three epochs
+    assert h.teacher_seconds > 0
+    g = torch.Generator().manual_seed(0)
+    shifts, logits = train._teacher_views(teacher, sample.x_train[:50], 2, 3, g)
+    assert shifts.shape == (3, 2, 50) and logits.shape == (3, 50, 10)
+    for v in range(3):
+        replay = teacher(data.jitter(sample.x_train[:50], 2, shifts=shifts[v]))
+        assert torch.allclose(logits[v], replay, atol=1e-5)
