@@ -1,0 +1,371 @@
+"""Lesson 9's autograding, proven with the real nbgrader: right answers get full marks, wrong ones lose them.
+
+A scratch course holding only this lesson is generated from solutions/ (which also proves the committed
+notebooks/ copy is what generation produces), a few submissions are autograded in one ``nbgrader autograde``
+run, and every wrong answer below is then run through the test cells in-process (no kernel).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+
+import nbgrader_harness as h
+
+ASSIGNMENT = "part3_beyond"
+LESSON = "09_distilling_language_models"
+EXERCISES = ["forward_kl", "reverse_kl", "generalized_jsd"]
+SOLUTION = h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb"
+
+
+def src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+def edit(base: str, *pairs: tuple[str, str]) -> str:
+    out = src(base)
+    for old, new in pairs:
+        assert out.count(old) == 1, (old, out)
+        out = out.replace(old, new)
+    return out
+
+
+FORWARD = '''
+def forward_kl(teacher_logits, student_logits):
+    log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+    log_q = torch.log_softmax(student_logits, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+'''
+
+REVERSE = '''
+def reverse_kl(teacher_logits, student_logits):
+    log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+    log_q = torch.log_softmax(student_logits, dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum(dim=-1).mean()
+'''
+
+JSD = '''
+def generalized_jsd(teacher_logits, student_logits, beta):
+    if not 0 < beta < 1:
+        raise ValueError("beta must lie strictly between 0 and 1")
+    log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+    log_q = torch.log_softmax(student_logits, dim=-1)
+    log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
+    return (beta * kl_pm + (1 - beta) * kl_qm).mean()
+'''
+
+# The wrong answers each hidden test suite must catch: each is the solution with one mistake. The issue names
+# three families: the wrong direction, probabilities in place of log-probabilities, the wrong averaging.
+WRONG = {
+    "forward_kl": {
+        "direction: reverse KL": edit(FORWARD, ("log_p.exp() * (log_p - log_q)", "log_q.exp() * (log_q - log_p)")),
+        "direction: F.kl_div with its arguments swapped": src('''
+            def forward_kl(teacher_logits, student_logits):
+                V = student_logits.shape[-1]
+                log_p = torch.log_softmax(teacher_logits.detach(), dim=-1).reshape(-1, V)
+                log_q = torch.log_softmax(student_logits, dim=-1).reshape(-1, V)
+                return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
+        '''),
+        "probabilities: F.kl_div given the student's probabilities": src('''
+            def forward_kl(teacher_logits, student_logits):
+                V = student_logits.shape[-1]
+                q = torch.softmax(student_logits, dim=-1).reshape(-1, V)
+                p = torch.softmax(teacher_logits.detach(), dim=-1).reshape(-1, V)
+                return F.kl_div(q, p, reduction="batchmean")
+        '''),
+        "probabilities: p * (log p - q)": edit(FORWARD, ("(log_p - log_q)", "(log_p - log_q.exp())")),
+        "averaging: mean over the vocabulary too": edit(FORWARD, (".sum(dim=-1).mean()", ".mean()")),
+        "averaging: summed over positions": edit(FORWARD, (".sum(dim=-1).mean()", ".sum()")),
+        "averaging: batchmean divides by dimension 0 only": src('''
+            def forward_kl(teacher_logits, student_logits):
+                log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+                log_q = torch.log_softmax(student_logits, dim=-1)
+                return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+        '''),
+        "averaging: summed over each sequence, averaged over sequences": edit(
+            FORWARD, (".sum(dim=-1).mean()", ".sum(dim=-1).reshape(student_logits.shape[0], -1).sum(-1).mean()")),
+        "gradient into the teacher": edit(FORWARD, ("teacher_logits.detach()", "teacher_logits")),
+        "log of softmax overflows to -inf": edit(FORWARD, ("torch.log_softmax(student_logits, dim=-1)",
+                                                          "torch.log(torch.softmax(student_logits, dim=-1))")),
+        "softmax over the first dimension": edit(FORWARD, ("torch.log_softmax(student_logits, dim=-1)",
+                                                          "torch.log_softmax(student_logits, dim=0)")),
+        "student detached: no gradient": edit(FORWARD, ("torch.log_softmax(student_logits, dim=-1)",
+                                                       "torch.log_softmax(student_logits.detach(), dim=-1)")),
+    },
+    "reverse_kl": {
+        "direction: forward KL": edit(REVERSE, ("log_q.exp() * (log_q - log_p)", "log_p.exp() * (log_p - log_q)")),
+        "direction: the log-ratio flipped": edit(REVERSE, ("(log_q - log_p)", "(log_p - log_q)")),
+        "probabilities: F.kl_div given the teacher's probabilities": src('''
+            def reverse_kl(teacher_logits, student_logits):
+                V = student_logits.shape[-1]
+                p = torch.softmax(teacher_logits.detach(), dim=-1).reshape(-1, V)
+                q = torch.softmax(student_logits, dim=-1).reshape(-1, V)
+                return F.kl_div(p, q, reduction="batchmean")
+        '''),
+        "probabilities: q * (log q - p)": edit(REVERSE, ("(log_q - log_p)", "(log_q - log_p.exp())")),
+        "averaging: mean over the vocabulary too": edit(REVERSE, (".sum(dim=-1).mean()", ".mean()")),
+        "averaging: summed over positions": edit(REVERSE, (".sum(dim=-1).mean()", ".sum()")),
+        "averaging: batchmean divides by dimension 0 only": src('''
+            def reverse_kl(teacher_logits, student_logits):
+                log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+                log_q = torch.log_softmax(student_logits, dim=-1)
+                return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
+        '''),
+        "gradient into the teacher": edit(REVERSE, ("teacher_logits.detach()", "teacher_logits")),
+        "log of softmax overflows to -inf": edit(REVERSE, ("torch.log_softmax(teacher_logits.detach(), dim=-1)",
+                                                          "torch.log(torch.softmax(teacher_logits.detach(), dim=-1))")),
+        "softmax over the first dimension": edit(REVERSE, ("torch.log_softmax(student_logits, dim=-1)",
+                                                          "torch.log_softmax(student_logits, dim=0)")),
+        "student probabilities detached (a wrong gradient)": edit(REVERSE, ("log_q.exp() *", "log_q.exp().detach() *")),
+    },
+    "generalized_jsd": {
+        "direction: the mixture's weights swapped": edit(JSD, ("log_p + math.log(beta), log_q + math.log(1 - beta)",
+                                                               "log_p + math.log(1 - beta), log_q + math.log(beta)")),
+        "direction: the outer weights swapped": edit(JSD, ("beta * kl_pm + (1 - beta) * kl_qm",
+                                                           "(1 - beta) * kl_pm + beta * kl_qm")),
+        "direction: teacher and student swapped": edit(JSD, ("torch.log_softmax(teacher_logits.detach(), dim=-1)\n",
+                                                             "torch.log_softmax(student_logits, dim=-1)\n    _ = 0\n"),
+                                                       ("log_q = torch.log_softmax(student_logits, dim=-1)",
+                                                        "log_q = torch.log_softmax(teacher_logits.detach(), dim=-1)")),
+        "direction: KL(M || P) and KL(M || Q)": src('''
+            def generalized_jsd(teacher_logits, student_logits, beta):
+                if not 0 < beta < 1:
+                    raise ValueError("beta must lie strictly between 0 and 1")
+                log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+                log_q = torch.log_softmax(student_logits, dim=-1)
+                log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)
+                kl_mp = (log_m.exp() * (log_m - log_p)).sum(dim=-1)
+                kl_mq = (log_m.exp() * (log_m - log_q)).sum(dim=-1)
+                return (beta * kl_mp + (1 - beta) * kl_mq).mean()
+        '''),
+        "probabilities: F.kl_div given the mixture's probabilities": src('''
+            def generalized_jsd(teacher_logits, student_logits, beta):
+                if not 0 < beta < 1:
+                    raise ValueError("beta must lie strictly between 0 and 1")
+                V = student_logits.shape[-1]
+                p = torch.softmax(teacher_logits.detach(), dim=-1).reshape(-1, V)
+                q = torch.softmax(student_logits, dim=-1).reshape(-1, V)
+                m = beta * p + (1 - beta) * q
+                return beta * F.kl_div(m, p, reduction="batchmean") + (1 - beta) * F.kl_div(m, q, reduction="batchmean")
+        '''),
+        "probabilities: the mixture of log-probabilities": edit(
+            JSD, ("log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)",
+                  "log_m = beta * log_p + (1 - beta) * log_q")),
+        "averaging: mean over the vocabulary too": src('''
+            def generalized_jsd(teacher_logits, student_logits, beta):
+                if not 0 < beta < 1:
+                    raise ValueError("beta must lie strictly between 0 and 1")
+                log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
+                log_q = torch.log_softmax(student_logits, dim=-1)
+                log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)
+                return (beta * log_p.exp() * (log_p - log_m) + (1 - beta) * log_q.exp() * (log_q - log_m)).mean()
+        '''),
+        "averaging: summed over positions": edit(JSD, ("(beta * kl_pm + (1 - beta) * kl_qm).mean()",
+                                                       "(beta * kl_pm + (1 - beta) * kl_qm).sum()")),
+        "averaging: divided by dimension 0 only": edit(JSD, ("(beta * kl_pm + (1 - beta) * kl_qm).mean()",
+                                                             "(beta * kl_pm + (1 - beta) * kl_qm).sum() / teacher_logits.shape[0]")),
+        "beta ignored: the ordinary JSD": edit(JSD, ("log_p + math.log(beta), log_q + math.log(1 - beta)",
+                                                     "log_p + math.log(0.5), log_q + math.log(0.5)"),
+                                               ("beta * kl_pm + (1 - beta) * kl_qm", "0.5 * kl_pm + 0.5 * kl_qm")),
+        "beta = 0 and 1 accepted (a probability-space mixture, no check)": src('''
+            def generalized_jsd(teacher_logits, student_logits, beta):
+                p = torch.softmax(teacher_logits.detach(), dim=-1)
+                q = torch.softmax(student_logits, dim=-1)
+                m = beta * p + (1 - beta) * q
+                kl_pm = (p * (torch.log(p) - torch.log(m))).sum(dim=-1)
+                kl_qm = (q * (torch.log(q) - torch.log(m))).sum(dim=-1)
+                return (beta * kl_pm + (1 - beta) * kl_qm).mean()
+        '''),
+        "gradient into the teacher": edit(JSD, ("teacher_logits.detach()", "teacher_logits")),
+        "softmax over the first dimension": edit(JSD, ("torch.log_softmax(student_logits, dim=-1)",
+                                                      "torch.log_softmax(student_logits, dim=0)")),
+    },
+}
+
+# Correct answers written differently: they must keep full marks.
+RIGHT = {
+    "forward_kl": src('''
+        def forward_kl(teacher_logits, student_logits):
+            V = student_logits.shape[-1]
+            log_p = F.log_softmax(teacher_logits, dim=-1).detach().reshape(-1, V)
+            log_q = F.log_softmax(student_logits, dim=-1).reshape(-1, V)
+            return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+    '''),
+    "reverse_kl": src('''
+        def reverse_kl(teacher_logits, student_logits):
+            q = torch.softmax(student_logits, dim=-1)
+            log_ratio = torch.log_softmax(student_logits, dim=-1) - torch.log_softmax(teacher_logits, dim=-1).detach()
+            per_position = (q * log_ratio).sum(-1)
+            return per_position.sum() / per_position.numel()
+    '''),
+    "generalized_jsd": src('''
+        def generalized_jsd(teacher_logits, student_logits, beta):
+            beta = float(beta)
+            if beta <= 0 or beta >= 1:
+                raise ValueError(f"beta = {beta} is outside (0, 1)")
+            p = torch.softmax(teacher_logits.detach().double(), dim=-1)
+            q = torch.softmax(student_logits.double(), dim=-1)
+            m = beta * p + (1 - beta) * q
+            kl_pm = torch.special.xlogy(p, p) - torch.special.xlogy(p, m)
+            kl_qm = torch.special.xlogy(q, q) - torch.special.xlogy(q, m)
+            out = (beta * kl_pm + (1 - beta) * kl_qm).sum(-1).mean()
+            return out.to(student_logits.dtype)
+    '''),
+}
+
+WRAPPERS = {
+    "forward_kl": "from kdlab.lm.losses import forward_kl",
+    "reverse_kl": ("import kdlab.lm.losses\n\ndef reverse_kl(teacher_logits, student_logits):\n"
+                   "    return kdlab.lm.losses.reverse_kl(teacher_logits.clone(), student_logits) + 0.0"),
+    "generalized_jsd": ("import functools\nfrom kdlab.lm import losses as _l\n\n"
+                        "generalized_jsd = functools.partial(_l.generalized_jsd)"),
+}
+
+NOISE = '''
+    import logging, os, sys, warnings
+    print("computing {name}", file=sys.stderr)
+    os.write(2, b"raw stderr from {name}\\n")
+    warnings.warn("a harmless warning from {name}")
+    logging.getLogger("learner").warning("a logged warning from {name}")
+'''
+
+
+def noisy(source: str, name: str) -> str:
+    """The answer with noise on stderr, a warning and a log record at definition time and on every call."""
+    lines = source.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    body = header + 1
+    while lines[body].lstrip().startswith('"""'):
+        body += 1
+    noise = textwrap.indent(textwrap.dedent(NOISE.format(name=name)).strip("\n"), "    ").splitlines()
+    return "\n".join(["import sys", f'print("defining {name}", file=sys.stderr)'] + lines[:body] + noise + lines[body:])
+
+
+def solution():
+    return h.load(SOLUTION)
+
+
+def with_answers(answers: dict):
+    nb = solution()
+    for name, source in answers.items():
+        h.set_source(nb, name, source)
+    return nb
+
+
+def make_course(dest, env):
+    """A scratch course holding this lesson only (other lessons of the part are other people's)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(h.REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    (dest / "solutions" / ASSIGNMENT).mkdir(parents=True)
+    shutil.copy2(SOLUTION, dest / "solutions" / ASSIGNMENT / SOLUTION.name)
+    h.nbgrader(dest, "generate_assignment", ASSIGNMENT, "--force", env=env)
+    return dest
+
+
+# ----------------------------------------------------------------------------------------------------- nbgrader
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lesson9_course")
+    env = h.grading_env(root / "cache")
+    course = make_course(root / "course", env)
+    released = course / "notebooks" / ASSIGNMENT / SOLUTION.name
+    h.submit(course, "solution", ASSIGNMENT, {LESSON: solution()})
+    h.submit(course, "released", ASSIGNMENT, {LESSON: released})
+    for label in ["direction", "probabilities", "averaging"]:   # one wrong answer of the family per exercise
+        picks = {name: next(s for lab, s in WRONG[name].items() if lab.startswith(label)) for name in EXERCISES}
+        h.submit(course, f"wrong_{label}", ASSIGNMENT, {LESSON: with_answers(picks)})
+    h.submit(course, "alternative", ASSIGNMENT, {LESSON: with_answers(RIGHT)})
+    h.submit(course, "noisy", ASSIGNMENT, {LESSON: with_answers(
+        {name: noisy(h.cell(solution(), name).source, name) for name in EXERCISES})})
+    h.submit(course, "wrapper", ASSIGNMENT, {LESSON: with_answers(WRAPPERS)})
+    tampered = with_answers({"reverse_kl": WRONG["reverse_kl"]["direction: forward KL"]})
+    h.delete_cell(tampered, "test_reverse_kl")
+    h.set_source(tampered, "test_forward_kl", "pass")
+    h.submit(course, "tampered", ASSIGNMENT, {LESSON: tampered})
+    seconds = h.autograde(course, ASSIGNMENT, env=env)
+    print(f"\nautograded {len(h.exercise_scores(course, ASSIGNMENT))} submissions in {seconds:.1f} s")
+    return course, h.exercise_scores(course, ASSIGNMENT)
+
+
+def full(score) -> bool:
+    return score[1] > 0 and score[0] == score[1]
+
+
+def test_released_notebook_is_what_generation_produces(graded):
+    course, _ = graded
+    generated = course / "notebooks" / ASSIGNMENT / SOLUTION.name
+    committed = h.REPO / "notebooks" / ASSIGNMENT / SOLUTION.name
+    assert json.loads(generated.read_text()) == json.loads(committed.read_text()), (
+        f"{committed.relative_to(h.REPO)} differs from what `nbgrader generate_assignment {ASSIGNMENT}` produces")
+
+
+def test_solution_gets_full_marks(graded):
+    _, scores = graded
+    assert set(scores["solution"]) == set(EXERCISES)
+    assert all(full(s) for s in scores["solution"].values()), scores["solution"]
+
+
+def test_released_notebook_gets_zero(graded):
+    _, scores = graded
+    assert {e: s[0] for e, s in scores["released"].items()} == {e: 0 for e in EXERCISES}
+
+
+@pytest.mark.parametrize("family", ["direction", "probabilities", "averaging"])
+def test_each_family_of_wrong_answers_is_penalised(graded, family):
+    _, scores = graded
+    assert {e: s[0] for e, s in scores[f"wrong_{family}"].items()} == {e: 0 for e in EXERCISES}
+
+
+def test_correct_answers_written_differently_and_noisy_ones_keep_full_marks(graded):
+    _, scores = graded
+    assert all(full(s) for s in scores["alternative"].values()), scores["alternative"]
+    assert all(full(s) for s in scores["noisy"].values()), scores["noisy"]
+
+
+def test_wrapping_kdlab_earns_nothing(graded):
+    _, scores = graded
+    assert {e: s[0] for e, s in scores["wrapper"].items()} == {e: 0 for e in EXERCISES}
+
+
+def test_deleted_or_emptied_test_cells_are_restored(graded):
+    _, scores = graded
+    student = scores["tampered"]
+    assert student["reverse_kl"][0] == 0          # its deleted test cell was put back, and it fails
+    assert full(student["forward_kl"]) and full(student["generalized_jsd"])
+
+
+# ----------------------------------------------------------------------------------------------------- in-process
+
+CASES = [(name, label) for name, variants in WRONG.items() for label in variants]
+
+
+@pytest.mark.parametrize("name,label", CASES, ids=[f"{n}-{l}" for n, l in CASES])
+def test_hidden_tests_catch_each_wrong_answer(name, label):
+    results = h.run_graded_cells(solution(), {name: WRONG[name][label]})
+    assert {t for t, error in results.items() if error} == {f"test_{name}"}, results
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_visible_checks_alone_pass_the_solution_and_catch_the_direction(name):
+    released = h.load(h.REPO / "notebooks" / ASSIGNMENT / SOLUTION.name)
+    fixed = {n: h.cell(solution(), n).source for n in EXERCISES}
+    assert set(h.run_graded_cells(released, fixed).values()) == {None}
+    wrong = next(s for label, s in WRONG[name].items() if label.startswith("direction"))
+    assert h.run_graded_cells(released, {**fixed, name: wrong})[f"test_{name}"] is not None
+
+
+def test_the_solutions_and_alternatives_pass_in_process():
+    assert set(h.run_graded_cells(solution()).values()) == {None}
+    assert set(h.run_graded_cells(solution(), RIGHT).values()) == {None}
+
+
+def test_wrong_families_cover_the_issue():
+    for name in EXERCISES:
+        families = {label.split(":")[0] for label in WRONG[name]}
+        assert {"direction", "probabilities", "averaging"} <= families
