@@ -1,0 +1,100 @@
+"""``kdlab grade``: batch-grade a class's hand-ins with nbgrader, each isolated, N at a time.
+
+    kdlab grade SUBMISSIONS --out DIR [--workers N] [--timeout S] [--cell-timeout S] [--memory SIZE]
+
+SUBMISSIONS is a folder in nbgrader's layout, STUDENT/ASSIGNMENT/NOTEBOOK.ipynb,
+or a zip of one. Every notebook is graded by nbgrader's own autograder against
+the course's solutions/ (hidden tests restored, edited test cells put back),
+in a process and scratch course of its own with a wall-clock timeout, a
+memory limit and bounded output. DIR receives grades.csv (student,
+assignment, notebook, score, max_score, status, detail), nbgrader's
+gradebook.db, the executed notebooks and HTML feedback without the hidden
+tests. docs/grading.md says what each status means, what the isolation
+defends against and what it does not.
+
+From Python::
+
+    from kdlab.grading import grade_class, Options
+    summary = grade_class("class/", "graded/", options=Options(workers=2))
+    print(summary.text())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import KdlabError
+from .runner import CSV_FIELDS, GRADED, Options, Summary, grade_class, parse_size  # noqa: F401
+
+STATUSES = {
+    # graded by nbgrader
+    "ok": "graded",
+    "tests_modified": "graded; edited or deleted test cells were restored first",
+    "output_truncated": "graded; output past --max-output was dropped while it ran",
+    "cell_timeout": "graded; some cells were interrupted at the per-cell time limit",
+    "memory_limit": "graded with cells out of memory, or stopped for memory (then score 0)",
+    # not graded: score 0
+    "missing": "the notebook was not handed in",
+    "empty": "the file is empty",
+    "not_json": "the file is not JSON",
+    "truncated": "the file's JSON stops early",
+    "not_notebook": "JSON (or a link or folder) that is not a notebook",
+    "too_large": "the file is over --max-notebook-size",
+    "wrong_assignment": "a notebook of another assignment or lesson",
+    "unexpected": "a notebook the assignment does not have",
+    "unknown_assignment": "a folder named after no assignment of the course",
+    "misplaced": "a notebook outside any assignment folder",
+    "timeout": "still running after --timeout seconds, stopped",
+    "kernel_died": "the kernel exited or died",
+    "crashed": "the grading process died",
+    "error": "nbgrader could not grade it",
+}
+
+
+def add_cli(sub) -> None:
+    """Register ``kdlab grade`` on the ``kdlab`` command's sub-parsers."""
+    p = sub.add_parser(
+        "grade", help="grade a class's hand-ins with nbgrader: isolated, in parallel, robust",
+        description="Grade every STUDENT/ASSIGNMENT/NOTEBOOK.ipynb under SUBMISSIONS (a folder or a zip) with "
+                    "nbgrader's autograder against the course's solutions/, each notebook in its own process "
+                    "and scratch course with a timeout and a memory limit, WORKERS at a time. Writes "
+                    "DIR/grades.csv, DIR/gradebook.db, DIR/autograded/ and DIR/feedback/ (HTML without the "
+                    "hidden tests). Re-running the command reuses finished grades.")
+    p.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                   help="folder STUDENT/ASSIGNMENT/NOTEBOOK.ipynb, or a zip of one")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the grades and feedback go")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="notebooks graded at once (default: the usable CPU cores)")
+    p.add_argument("--course", type=Path, default=None, metavar="DIR",
+                   help="the nbgrader course (nbgrader_config.py, solutions/); default: the current folder, "
+                        "else the kdlab repository")
+    p.add_argument("--timeout", type=float, default=Options.timeout, metavar="S",
+                   help="wall-clock seconds per notebook before it is stopped (default: %(default)g)")
+    p.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                   help="seconds per cell before it is interrupted (default: the course's "
+                        "ExecutePreprocessor.timeout)")
+    p.add_argument("--memory", default=None, metavar="SIZE",
+                   help="address space per grading process, e.g. 4G (default: 4G, less on small machines)")
+    p.add_argument("--max-output", default="8M", metavar="SIZE",
+                   help="output a notebook may print while it runs before the rest is dropped (default: 8M)")
+    p.add_argument("--max-notebook-size", default="64M", metavar="SIZE",
+                   help="hand-in files larger than this are not opened (default: 64M)")
+    p.add_argument("--no-feedback", action="store_true", help="skip the HTML feedback")
+    p.add_argument("--fresh", action="store_true", help="regrade everything instead of reusing finished grades")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_grade)
+
+
+def _cmd_grade(args) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise KdlabError(f"--workers must be at least 1, got {args.workers}")
+    options = Options(
+        workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
+        memory=parse_size(args.memory) if args.memory else None, max_output=parse_size(args.max_output),
+        max_notebook_size=parse_size(args.max_notebook_size), feedback=not args.no_feedback,
+        fresh=args.fresh, progress=not args.no_progress)
+    summary = grade_class(args.submissions, args.out, course=args.course, options=options)
+    print(summary.text())
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return 0
