@@ -70,7 +70,7 @@ class Options:
     def resolved(self) -> "Options":
         out = Options(**vars(self))
         out.workers = max(1, int(self.workers or usable_cores()))
-        out.memory = int(self.memory or default_memory(out.workers))
+        out.memory = int(self.memory or default_memory())
         if out.timeout <= 0:
             raise KdlabError(f"--timeout must be positive, got {self.timeout:g}")
         if out.cell_timeout is not None and out.cell_timeout <= 0:
@@ -100,12 +100,16 @@ def total_memory() -> int | None:
         return None
 
 
-def default_memory(workers: int) -> int:
-    """4 GiB per process, less when the machine cannot hold two such processes per worker; at least 1 GiB."""
+def default_memory() -> int:
+    """4 GiB per process, less when the machine cannot hold two such processes per core; at least 1 GiB.
+
+    It depends on the machine, not on ``--workers``, so that changing the
+    number of workers does not change the results' keys (and regrade all).
+    """
     total = total_memory()
     limit = 4 * 2**30
     if total:
-        limit = min(limit, total // (2 * workers + 1))
+        limit = min(limit, total // (2 * usable_cores() + 1))
     return max(limit, 2**30)
 
 
@@ -623,7 +627,7 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         overall = hashlib.sha256("".join(fingerprints[a] for a in used).encode()).hexdigest()
         master, max_scores = (_build_master(pool, course, used, overall, out / STATE, options)
                               if used else (None, {}))
-        ids = grade_ids(course, {a: assignments[a] for a in used})
+        ids = grade_ids(course, assignments)   # all of them: a hand-in may be another assignment's notebook
         outputs = Outputs(out, max_scores)
         merger = Merger(pool, out, master, overall) if master else None
 

@@ -395,13 +395,17 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
             else:
                 result.update(status="kernel_died",
                               detail="the kernel exited or died while the notebook ran (exit(), os._exit(), a crash)")
-        elif "UnresponsiveKernelError" in log_text or "could not interrupt" in log_text:
-            result.update(status="timeout", detail="the kernel stopped responding and could not be interrupted")
+        elif ("UnresponsiveKernelError" in log_text or "could not interrupt" in log_text
+              or "CellTimeoutError" in exc):
+            result.update(status="timeout",
+                          detail="the kernel kept running after it was interrupted at the per-cell time limit")
         elif _MEMORY.search(exc):
             result.update(status="memory_limit", detail=f"grading ran out of memory ({exc.splitlines()[0][:200]})")
         else:
-            last = exc or next((m for m in reversed(recorder.messages) if m.strip()), "nbgrader failed")
-            result.update(status="error", detail=f"nbgrader could not grade it: {last.strip().splitlines()[-1][:300]}")
+            lines = [m for m in recorder.messages if m.strip() and not m.startswith("There was an error")]
+            first = exc.strip().splitlines()[0] if exc.strip() else (lines[-1].strip().splitlines()[-1] if lines
+                                                                     else "nbgrader failed")
+            result.update(status="error", detail=f"nbgrader could not grade it: {first[:300]}")
         return result
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
