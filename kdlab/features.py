@@ -240,9 +240,9 @@ METHODS = {
 
 def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, *, alpha: float = 0.0,
                     T: float = 4.0, hint: bool = False, at: bool = False, hint_weight: float = 1.0,
-                    at_weight: float = 10.0, hint_layer: str = CNN_BLOCKS[0], at_layers=CNN_BLOCKS,
+                    at_weight: float = 1.0, hint_layer: str = CNN_BLOCKS[0], at_layers=CNN_BLOCKS,
                     p: float = 2, epochs: int = 3, lr: float = 0.05, batch_size: int = 128, seed: int = 0,
-                    targets: dict | None = None, device=None, progress: bool = True,
+                    clip: float | None = None, warmup_steps: int | None = None, targets: dict | None = None, device=None, progress: bool = True,
                     desc: str = "student") -> dict:
     r"""Train ``student`` in place with any mix of logit KD, a FitNets hint and attention transfer.
 
@@ -258,7 +258,8 @@ def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset
     :func:`teacher_targets` (computed once, or passed in as ``targets`` to
     share them between runs); its hint-layer features are computed per batch
     by running the teacher only up to that layer. SGD with Nesterov momentum,
-    warm-up and cosine decay, as in :func:`kdlab.train.train`. Returns params,
+    warm-up (half an epoch, at least 100 steps) and cosine decay, as in
+    :func:`kdlab.train.train`; ``clip`` caps the gradient norm. Returns params,
     test errors and accuracy, training seconds and the per-epoch mean loss.
     """
     alpha = _check_alpha(alpha)
@@ -290,7 +291,11 @@ def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset
     steps_per_epoch = math.ceil(len(y) / batch_size)
     total = epochs * steps_per_epoch
     opt = make_optimizer(nn.ParameterList(params), "sgd", lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, steps_per_epoch // 2))
+    # At initialization the feature terms' gradients are hundreds of times the cross-entropy's (a faint
+    # student map, once normalized, amplifies its gradient): a warm-up of at least 100 steps keeps them
+    # from wrecking a small student when an epoch has few steps.
+    warmup = max(steps_per_epoch // 2, 100) if warmup_steps is None else warmup_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
 
     from tqdm.auto import tqdm
 
@@ -318,6 +323,8 @@ def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset
                                                                 targets["at"][name][idx]) for name in at_layers)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip:
+                    nn.utils.clip_grad_norm_(params, clip)
                 opt.step()
                 sched.step()
                 loss_sum += loss.detach() * len(idx)

@@ -1,0 +1,273 @@
+"""Answers to lessons 7 and 8's exercises that the grading tests submit: wrong ones, noisy ones, wrappers.
+
+(Data only: pytest collects no test here.) ``WRONG[exercise]`` maps a label to
+the source of a wrong answer cell; each is the solution with one plausible
+mistake. Labels ``"bug N: ..."`` inject bug N of COURSE.md's list where it
+applies to feature losses (bug 8: gradients flowing into the teacher).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+LESSON = {
+    "hint_loss": "07_feature_distillation",
+    "attention_map": "07_feature_distillation",
+    "attention_transfer_loss": "07_feature_distillation",
+    "model_size_bytes": "08_compress_for_deployment",
+    "sparsity": "08_compress_for_deployment",
+}
+
+
+def _src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+def _hint(body: str) -> str:
+    return "def hint_loss(student_features, teacher_features, regressor):\n" + textwrap.indent(_src(body), "    ")
+
+
+def _map(body: str) -> str:
+    return "def attention_map(features, p=2):\n" + textwrap.indent(_src(body), "    ")
+
+
+def _at(body: str, signature: str = "student_features, teacher_features, p=2") -> str:
+    return f"def attention_transfer_loss({signature}):\n" + textwrap.indent(_src(body), "    ")
+
+
+def _size(body: str, header: str = "import io\nimport torch\n\n") -> str:
+    return header + "def model_size_bytes(model):\n" + textwrap.indent(_src(body), "    ")
+
+
+def _sparsity(body: str) -> str:
+    return "import torch\nfrom torch import nn\n\ndef sparsity(model):\n" + textwrap.indent(_src(body), "    ")
+
+
+SPARSITY_LOOP = '''
+zeros, total = 0, 0
+for module in model.modules():
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        zeros += int((module.weight == 0).sum())
+        total += module.weight.numel()
+return zeros / total
+'''
+
+WRONG = {
+    "hint_loss": {
+        "bug 8: the teacher's features are not detached": _hint(
+            "return ((regressor(student_features) - teacher_features) ** 2).mean()"),
+        "the regressor applied to the teacher's side": _hint(
+            "return ((student_features - regressor(teacher_features.detach())) ** 2).mean()"),
+        "sum instead of mean": _hint(
+            "return ((regressor(student_features) - teacher_features.detach()) ** 2).sum()"),
+        "FitNets' 1/2 factor kept": _hint(
+            "return 0.5 * ((regressor(student_features) - teacher_features.detach()) ** 2).mean()"),
+        "summed per example, averaged over the batch": _hint('''
+            d = (regressor(student_features) - teacher_features.detach()) ** 2
+            return d.reshape(d.shape[0], -1).sum(dim=1).mean()'''),
+        "absolute error (L1) instead of squared": _hint(
+            "return (regressor(student_features) - teacher_features.detach()).abs().mean()"),
+        "root of the mean squared error": _hint(
+            "return ((regressor(student_features) - teacher_features.detach()) ** 2).mean().sqrt()"),
+        "no gradient to the student (the regressor's output detached)": _hint(
+            "return ((regressor(student_features).detach() - teacher_features.detach()) ** 2).mean()"),
+        "the student's features detached (only the regressor learns)": _hint(
+            "return ((regressor(student_features.detach()) - teacher_features.detach()) ** 2).mean()"),
+        "assumes a 1x1 convolution (no padding)": _hint('''
+            import torch.nn.functional as F
+            guided = F.conv2d(student_features, regressor.weight, regressor.bias)
+            return ((guided - teacher_features.detach()) ** 2).mean()'''),
+    },
+    "attention_map": {
+        "no absolute value before the power": _map('''
+            a = features.pow(p).sum(dim=1).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "power of the channel sum, |sum_c A_c|^p": _map('''
+            a = features.sum(dim=1).abs().pow(p).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "not normalised": _map("return features.abs().pow(p).sum(dim=1).flatten(1)"),
+        "normalised to sum 1 (L1) instead of unit L2 norm": _map('''
+            a = features.abs().pow(p).sum(dim=1).flatten(1)
+            return a / a.sum(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "like bug 10: normalised over the whole batch, not per image": _map('''
+            a = features.abs().pow(p).sum(dim=1).flatten(1)
+            return a / a.norm().clamp_min(1e-12)'''),
+        "normalised over the batch dimension (dim=0)": _map('''
+            a = features.abs().pow(p).sum(dim=1).flatten(1)
+            return a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)'''),
+        "NaN for an all-zero feature map (no guard)": _map('''
+            a = features.abs().pow(p).sum(dim=1).flatten(1)
+            return a / a.norm(dim=1, keepdim=True)'''),
+        "the p-th root taken (a p-norm over channels)": _map('''
+            a = features.abs().pow(p).sum(dim=1).pow(1 / p).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "max over channels instead of the sum": _map('''
+            a = features.abs().pow(p).amax(dim=1).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "not flattened: (N, H, W)": _map('''
+            a = features.abs().pow(p).sum(dim=1)
+            return a / a.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)'''),
+        "p ignored (always squares)": _map('''
+            a = features.pow(2).sum(dim=1).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "the default p is 1": _map('''
+            a = features.abs().pow(p).sum(dim=1).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)''').replace("p=2", "p=1"),
+        "no gradient (computed under no_grad)": _map('''
+            with torch.no_grad():
+                a = features.abs().pow(p).sum(dim=1).flatten(1)
+                return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "sums over the wrong dimension (height instead of channels)": _map('''
+            a = features.abs().pow(p).sum(dim=2).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+        "flattens columns first (transposed H and W)": _map('''
+            a = features.abs().pow(p).sum(dim=1).transpose(1, 2).flatten(1)
+            return a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)'''),
+    },
+    "attention_transfer_loss": {
+        "bug 8: the teacher's features are not detached": _at('''
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features, p)
+            return ((q_s - q_t) ** 2).sum(dim=1).mean()'''),
+        "the authors' .mean() (also divides by H*W)": _at('''
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features.detach(), p)
+            return ((q_s - q_t) ** 2).mean()'''),
+        "the unsquared norm": _at('''
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features.detach(), p)
+            return (q_s - q_t).norm(dim=1).mean()'''),
+        "summed over the batch instead of averaged": _at('''
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features.detach(), p)
+            return ((q_s - q_t) ** 2).sum()'''),
+        "maps not normalised (computed inline)": _at('''
+            q_s = student_features.pow(p).sum(dim=1).flatten(1)
+            q_t = teacher_features.detach().pow(p).sum(dim=1).flatten(1)
+            return ((q_s - q_t) ** 2).sum(dim=1).mean()'''),
+        "p not passed on to the maps": _at('''
+            q_s = attention_map(student_features)
+            q_t = attention_map(teacher_features.detach())
+            return ((q_s - q_t) ** 2).sum(dim=1).mean()'''),
+        "the default p is 1": _at('''
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features.detach(), p)
+            return ((q_s - q_t) ** 2).sum(dim=1).mean()''', "student_features, teacher_features, p=1"),
+        "the raw features compared (mean squared difference of channel means)": _at('''
+            return ((student_features.mean(dim=1) - teacher_features.detach().mean(dim=1)) ** 2).sum(dim=(1, 2)).mean()'''),
+        "KL divergence between softmaxed maps": _at('''
+            import torch.nn.functional as F
+            q_s = attention_map(student_features, p)
+            q_t = attention_map(teacher_features.detach(), p)
+            return F.kl_div(F.log_softmax(q_s, dim=1), F.softmax(q_t, dim=1), reduction="batchmean")'''),
+    },
+    "model_size_bytes": {
+        "4 bytes per parameter": _size("return 4 * sum(p.numel() for p in model.parameters())"),
+        "bytes of every state_dict tensor (no headers)": _size(
+            "return sum(t.numel() * t.element_size() for t in model.state_dict().values())"),
+        "the whole module pickled (torch.save(model))": _size('''
+            buffer = io.BytesIO()
+            torch.save(model, buffer)
+            return len(buffer.getvalue())'''),
+        "sys.getsizeof of the state_dict": _size("import sys\nreturn sys.getsizeof(model.state_dict())"),
+        "parameters only (buffers left out)": _size('''
+            buffer = io.BytesIO()
+            torch.save(dict(model.named_parameters()), buffer)
+            return len(buffer.getvalue())'''),
+        "saved to a temporary file (its name changes the count)": _size('''
+            import os, tempfile
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, "model_checkpoint.pt")
+                torch.save(model.state_dict(), path)
+                return os.path.getsize(path)'''),
+        "returns kilobytes": _size('''
+            buffer = io.BytesIO()
+            torch.save(model.state_dict(), buffer)
+            return len(buffer.getvalue()) / 1024'''),
+        "converts the model to float32 first (changes the model)": _size('''
+            buffer = io.BytesIO()
+            torch.save(model.float().state_dict(), buffer)
+            return len(buffer.getvalue())'''),
+    },
+    "sparsity": {
+        "counts zeros in parameters() (weight_orig when pruned, biases too)": _sparsity('''
+            params = [p for p in model.parameters()]
+            return sum(int((p == 0).sum()) for p in params) / sum(p.numel() for p in params)'''),
+        "parameters named weight (weight_orig and BatchNorm missed or counted)": _sparsity('''
+            ws = [p for n, p in model.named_parameters() if n.endswith("weight")]
+            return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)'''),
+        "includes the biases": _sparsity('''
+            zeros, total = 0, 0
+            for module in model.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    for t in (module.weight, module.bias):
+                        if t is not None:
+                            zeros += int((t == 0).sum())
+                            total += t.numel()
+            return zeros / total'''),
+        "mean of the per-layer fractions": _sparsity('''
+            fractions = [float((m.weight == 0).float().mean()) for m in model.modules()
+                         if isinstance(m, (nn.Linear, nn.Conv2d))]
+            return sum(fractions) / len(fractions)'''),
+        "near-zero weights counted as zero": _sparsity(SPARSITY_LOOP.replace(
+            "(module.weight == 0)", "(module.weight.abs() < 1e-6)")),
+        "the fraction of non-zero weights": _sparsity(SPARSITY_LOOP.replace("return zeros / total",
+                                                                             "return 1 - zeros / total")),
+        "a percentage": _sparsity(SPARSITY_LOOP.replace("return zeros / total", "return 100 * zeros / total")),
+        "Linear layers only (convolutions missed)": _sparsity(SPARSITY_LOOP.replace("(nn.Linear, nn.Conv2d)",
+                                                                                    "nn.Linear")),
+        "every module with a weight (BatchNorm counted)": _sparsity(SPARSITY_LOOP.replace(
+            "isinstance(module, (nn.Linear, nn.Conv2d))", "isinstance(getattr(module, 'weight', None), torch.Tensor)")),
+        "removes the pruning masks (changes the model)": _sparsity('''
+            from torch.nn.utils import prune
+            for module in model.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)) and prune.is_pruned(module):
+                    prune.remove(module, "weight")
+''' + SPARSITY_LOOP),
+        "the number of zeros, not a fraction": _sparsity(SPARSITY_LOOP.replace("return zeros / total", "return zeros")),
+    },
+}
+
+
+def course_bug(label: str) -> int | None:
+    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    m = re.match(r"bug (\d+):", label)
+    return int(m.group(1)) if m else None
+
+
+# Correct answers that make noise on every call: stderr from Python and from file descriptor 2, a
+# Python warning and a logged warning. They must keep full marks.
+NOISE = '''
+import logging, os, sys, warnings
+print("{name}: debugging output on stderr", file=sys.stderr)
+os.write(2, b"{name}: written straight to file descriptor 2\\n")
+warnings.warn("{name}: a warning raised by a correct answer")
+logging.getLogger("learner").warning("{name}: a logged warning")
+'''
+
+
+def noisy(solution_source: str, name: str) -> str:
+    """The solution's answer cell with noise at definition time and on every call."""
+    lines = solution_source.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    body_start = header + 1
+    while lines[body_start].lstrip().startswith(('"""', "'")):   # keep the docstring first
+        body_start += 1
+    noise = textwrap.indent(_src(NOISE.format(name=name)), "    ").splitlines()
+    top = ["import sys", f'print("defining {name}", file=sys.stderr)']
+    return "\n".join(top + lines[:body_start] + noise + lines[body_start:])
+
+
+# Answers that are, or only call, kdlab's reference: they must earn nothing.
+WRAPPERS = {
+    "hint_loss": "from kdlab.features import hint_loss",
+    "attention_map": ("from kdlab import features as _f\n\n"
+                      "def attention_map(features, p=2):\n    return _f.attention_map(features, p)"),
+    "attention_transfer_loss": ("import kdlab.features\n\n"
+                                "def attention_transfer_loss(student_features, teacher_features, p=2):\n"
+                                "    return kdlab.features.attention_transfer_loss(student_features, teacher_features, p) + 0.0"),
+    "model_size_bytes": "from kdlab.compress import model_size_bytes",
+    "sparsity": ("from kdlab.compress import sparsity as _s\n\n"
+                 "def sparsity(model):\n    return float(_s(model))"),
+}
