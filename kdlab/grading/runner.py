@@ -222,6 +222,7 @@ class Job:
     row: hi.HandIn | None = None
     killed: str = ""          # "timeout" | "memory" | "interrupted" when the parent stopped it
     batch: list | None = None  # a merge job's entries
+    ended: float = 0.0
 
     @property
     def token(self) -> str:
@@ -238,6 +239,7 @@ class Pool:
             self.ctx.set_forkserver_preload(["kdlab.grading.preload"])
         self.run_dir = run_dir
         self.jobs: list[Job] = []
+        self._last_scan = 0.0
         if method == "forkserver":
             # Start the server now: it imports nbgrader while this process walks the class folder.
             from multiprocessing import forkserver
@@ -268,15 +270,23 @@ class Pool:
             self.cleanup(j)
         return done
 
-    def police(self, memory_cap: int) -> None:
-        """Kill jobs past their deadline, or whose processes together hold more than ``memory_cap`` bytes."""
+    def police(self, memory_cap: int, every: float = 1.0) -> None:
+        """Kill jobs past their deadline, or whose processes together hold more than ``memory_cap`` bytes.
+
+        Deadlines are checked on every call; memory (a scan of /proc) at most every ``every`` seconds.
+        """
         now = time.monotonic()
+        scan = now - self._last_scan >= every
+        if scan:
+            self._last_scan = now
         marked = None
         for job in self.jobs:
             if job.killed:
                 continue
             if now > job.deadline:
                 self.kill(job, "timeout", marked)
+                continue
+            if not scan:
                 continue
             if marked is None:
                 marked = _proc_environ_tokens()
@@ -445,13 +455,15 @@ class Merger:
         self.pending: list = []
         self.job: Job | None = None
         self.failures: list = []
+        self.last = 0.0
 
     def add(self, entry: dict) -> None:
         self.pending.append({k: entry.get(k) for k in ("row", "grades", "late_penalty", "timestamp")})
 
-    def pump(self) -> None:
-        """Start a batch when none is running."""
-        if self.job is None and self.pending:
+    def pump(self, final: bool = False, every: float = 10.0) -> None:
+        """Start a batch when none is running, at most every ``every`` seconds unless ``final``."""
+        if self.job is None and self.pending and (final or time.monotonic() - self.last >= every):
+            self.last = time.monotonic()
             self.job = self.pool.start("merge", {"db": str(self.db), "entries": self.pending}, timeout=600)
             self.job.batch = self.pending
             self.pending = []
@@ -472,7 +484,7 @@ class Merger:
                         self.finished(job, options)
             if not self.pending:
                 return
-            self.pump()
+            self.pump(final=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -659,39 +671,50 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
                 "max_notebook_size": options.max_notebook_size, "feedback": options.feedback}
         keys = {}
         setup_seconds = time.perf_counter() - start
+
+        def record(job: Job) -> None:
+            h = job.row
+            result = job_outcome(job, options)
+            row = make_row(h, result, max_scores)
+            job_dir = Path(job.spec["job_dir"])
+            log_file = job_dir / "log.txt"
+            log_text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.exists() else None
+            entry = outputs.record(h.key, keys.pop(job.token), row, result, job_dir=job_dir, log=log_text)
+            if merger:
+                merger.add(entry)
+            job_seconds[h.key] = job.ended - job.started
+            shutil.rmtree(job_dir, ignore_errors=True)
+            bar.update(1)
+            bar.set_postfix_str(_postfix(outputs.rows.values()), refresh=False)
+
+        finished: list = []
         try:
-            while todo or pool.jobs:
+            while todo or pool.jobs or finished:
+                # Refill the free slots first: recording a result must not keep a core idle.
                 while todo and sum(1 for j in pool.jobs if j.kind == "grade") < options.workers:
                     h, job_key = todo.popleft()
                     spec = {**base, "student": h.student, "assignment": h.assignment, "notebook": h.notebook,
                             "source": str(h.path), "extras": h.extras}
                     job = pool.start("grade", spec, options.timeout, row=h)
                     keys[job.token] = job_key
+                while finished:
+                    record(finished.pop(0))
                 if merger:
-                    merger.pump()
+                    merger.pump(final=not todo)
                 for job in pool.wait(0.25):
                     if job.kind == "merge":
                         merger.finished(job, options)
-                        continue
-                    h = job.row
-                    result = job_outcome(job, options)
-                    row = make_row(h, result, max_scores)
-                    job_dir = Path(job.spec["job_dir"])
-                    log_file = job_dir / "log.txt"
-                    log_text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.exists() else None
-                    entry = outputs.record(h.key, keys.pop(job.token), row, result, job_dir=job_dir, log=log_text)
-                    if merger:
-                        merger.add(entry)
-                    job_seconds[h.key] = time.monotonic() - job.started
-                    shutil.rmtree(job_dir, ignore_errors=True)
-                    bar.update(1)
-                    bar.set_postfix_str(_postfix(outputs.rows.values()), refresh=False)
+                    else:
+                        job.ended = time.monotonic()
+                        finished.append(job)
                 pool.police(2 * options.memory)
         except KeyboardInterrupt:
             interrupted = True
             for job in [j for j in pool.jobs if j.kind == "grade"]:
                 pool.kill(job, "interrupted")
                 pool.jobs.remove(job)
+            while finished:   # these jobs had ended: keep their grades
+                record(finished.pop(0))
         bar.close()
         if merger:
             merger.flush(options)

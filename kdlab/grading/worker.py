@@ -277,6 +277,9 @@ def autograde_config(spec: dict, app_config: Config) -> Config:
         steps.append(pp.BoundedExecute if step is Execute or step == "nbgrader.preprocessors.Execute" else step)
     c.Autograde.autograde_preprocessors = steps
     c.BoundedExecute.max_output_bytes = int(spec["max_output"])
+    # Every output is in once the last cell has run: stop the kernel at once instead of waiting for it
+    # to wind down (its atexit hooks cannot change a grade; the job's clean-up kills what it leaves).
+    c.BoundedExecute.shutdown_kernel = "immediate"
     if spec.get("cell_timeout"):
         c.BoundedExecute.timeout = int(spec["cell_timeout"])
     return c
@@ -360,6 +363,19 @@ def _inspect(nb) -> dict:
     return found
 
 
+def _scratch_databases_skip_fsync() -> None:
+    """The job's gradebook is a throwaway copy: let SQLite skip the disk syncs of its ~30 commits."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _no_sync(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("PRAGMA journal_mode=MEMORY")
+        cursor.close()
+
+
 def grade(spec: dict, capture: BoundedCapture) -> dict:
     """Check, grade and write feedback for one hand-in; the result the parent merges."""
     a, s, n = spec["assignment"], spec["student"], spec["notebook"]
@@ -378,6 +394,7 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
 
     course = _scratch_course(spec)
     os.chdir(course)
+    _scratch_databases_skip_fsync()
     edited, deleted = tampering(nb, f"sqlite:///{course / 'gradebook.db'}", a, n)
     timings["prepare"] = clock() - t0
     recorder = _Recorder()
@@ -451,6 +468,9 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
         timings["feedback"] = clock() - t0
         if fb_ok and page.exists():
             result["feedback"] = str(page.relative_to(job_dir))
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    timings["cpu_grader"] = me.ru_utime + me.ru_stime
+    timings["cpu_kernel"] = kids.ru_utime + kids.ru_stime
     return result
 
 
