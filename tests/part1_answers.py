@@ -1,0 +1,331 @@
+"""Answers to part 1's exercises that the grading tests submit: wrong ones, noisy ones, wrappers.
+
+``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
+``"bug N: ..."`` inject bug N of COURSE.md's list; the others are further
+plausible mistakes (a wrong dimension, reduction or sign, NaN on an edge case,
+2-D-only code, no gradient, ...). Each is the solution with the one mistake,
+so a failing test shows that the hidden tests catch that mistake itself.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+LESSON = {
+    "softmax_t": "01_softmax_temperature",
+    "entropy": "01_softmax_temperature",
+    "class_similarity": "02_dark_knowledge",
+    "most_similar_pairs": "02_dark_knowledge",
+    "kd_kl": "03_kd_loss",
+    "distillation_loss": "03_kd_loss",
+    "kd_logit_grad": "03_kd_loss",
+}
+
+
+def _src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+SOFTMAX_T_BASE = '''
+def softmax_t(logits, T=1.0):
+    if not T > 0:
+        raise ValueError("T must be positive")
+    scaled = logits / T
+    e = torch.exp(scaled - scaled.max(dim=-1, keepdim=True).values)
+    return e / e.sum(dim=-1, keepdim=True)
+'''
+
+KD_KL_BASE = '''
+def kd_kl(student_logits, teacher_logits, T):
+    log_q = torch.log_softmax(student_logits / T, dim=-1)
+    log_p = torch.log_softmax(teacher_logits.detach() / T, dim=-1)
+    per_example = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    return per_example.mean() * T**2
+'''
+
+DISTILL_BASE = '''
+def distillation_loss(student_logits, teacher_logits, labels, T, alpha):
+    n_classes = student_logits.shape[-1]
+    log_q = torch.log_softmax(student_logits / T, dim=-1)
+    log_p = torch.log_softmax(teacher_logits.detach() / T, dim=-1)
+    soft = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T**2
+    hard = F.cross_entropy(student_logits.reshape(-1, n_classes), labels.reshape(-1))
+    return alpha * soft + (1 - alpha) * hard
+'''
+
+GRAD_BASE = '''
+def kd_logit_grad(student_logits, teacher_logits, T):
+    q = torch.softmax(student_logits / T, dim=-1)
+    p = torch.softmax(teacher_logits / T, dim=-1)
+    return ((q - p) / T).detach()
+'''
+
+NAIVE = '''
+def _naive_softmax(z):
+    e = torch.exp(z)
+    return e / e.sum(dim=-1, keepdim=True)
+'''
+
+
+def _edit(base: str, *replacements: tuple[str, str], prefix: str = "") -> str:
+    """``base`` with each (old, new) replaced exactly once."""
+    out = _src(base)
+    for old, new in replacements:
+        if out.count(old) != 1:
+            raise ValueError(f"{old!r} occurs {out.count(old)} times")
+        out = out.replace(old, new)
+    return (_src(prefix) + "\n\n" + out) if prefix else out
+
+
+# The soft part of kd_kl and of an inlined distillation_loss share their bugs 1-5 and 8-10.
+_SOFT_BUGS = {
+    "bug 1: probabilities instead of log-probabilities in the KL": [
+        ("log_q = torch.log_softmax(student_logits / T, dim=-1)", "log_q = torch.softmax(student_logits / T, dim=-1)")],
+    "bug 2: reduction 'mean' (also divides by the classes)": None,   # per base, below
+    "bug 3: T^2 factor missing": None,
+    "bug 4: temperature on the teacher side only": [
+        ("log_q = torch.log_softmax(student_logits / T, dim=-1)", "log_q = torch.log_softmax(student_logits, dim=-1)")],
+    "bug 5: KL direction reversed": [("(log_p.exp() * (log_p - log_q))", "(log_q.exp() * (log_q - log_p))")],
+    "bug 8: gradients flow into the teacher": [("teacher_logits.detach() / T", "teacher_logits / T")],
+    "bug 9: softmax that overflows on large logits": [
+        ("log_q = torch.log_softmax(student_logits / T, dim=-1)", "log_q = torch.log(_naive_softmax(student_logits / T))"),
+        ("log_p = torch.log_softmax(teacher_logits.detach() / T, dim=-1)",
+         "log_p = torch.log(_naive_softmax(teacher_logits.detach() / T))")],
+    "bug 10: softmax over the batch dimension": [
+        ("torch.log_softmax(student_logits / T, dim=-1)", "torch.log_softmax(student_logits / T, dim=0)"),
+        ("torch.log_softmax(teacher_logits.detach() / T, dim=-1)", "torch.log_softmax(teacher_logits.detach() / T, dim=0)")],
+}
+
+
+def _soft_bugs(base: str, mean_fix, t2_fix) -> dict:
+    out = {}
+    for label, repl in _SOFT_BUGS.items():
+        if label.startswith("bug 2"):
+            repl = [mean_fix]
+        elif label.startswith("bug 3"):
+            repl = [t2_fix]
+        out[label] = _edit(base, *repl, prefix=NAIVE if label.startswith("bug 9") else "")
+    return out
+
+
+WRONG = {
+    "softmax_t": {
+        "bug 9: exp without the max shift overflows": _edit(
+            SOFTMAX_T_BASE, ("e = torch.exp(scaled - scaled.max(dim=-1, keepdim=True).values)", "e = torch.exp(scaled)")),
+        "bug 10: softmax over the batch dimension": _edit(
+            SOFTMAX_T_BASE, ("scaled.max(dim=-1, keepdim=True)", "scaled.max(dim=0, keepdim=True)"),
+            ("e.sum(dim=-1, keepdim=True)", "e.sum(dim=0, keepdim=True)")),
+        "multiplies by T instead of dividing": _edit(SOFTMAX_T_BASE, ("scaled = logits / T", "scaled = logits * T")),
+        "T <= 0 not rejected": _edit(SOFTMAX_T_BASE, ('if not T > 0:\n        raise ValueError("T must be positive")\n    ', "")),
+        "2-D only (dim=1)": _edit(
+            SOFTMAX_T_BASE, ("scaled.max(dim=-1, keepdim=True)", "scaled.max(dim=1, keepdim=True)"),
+            ("e.sum(dim=-1, keepdim=True)", "e.sum(dim=1, keepdim=True)")),
+        "changes the input in place": _edit(
+            SOFTMAX_T_BASE, ("scaled = logits / T", "logits /= T\n    scaled = logits")),
+        "no gradient (through numpy)": _src('''
+            def softmax_t(logits, T=1.0):
+                import numpy as np
+                if not T > 0:
+                    raise ValueError("T must be positive")
+                a = logits.detach().numpy() / T
+                e = np.exp(a - a.max(axis=-1, keepdims=True))
+                return torch.from_numpy(e / e.sum(axis=-1, keepdims=True))
+        '''),
+    },
+    "entropy": {
+        "bug 10: sums over the batch dimension": "def entropy(p):\n    return -torch.special.xlogy(p, p).sum(dim=0)",
+        "wrong sign": "def entropy(p):\n    return torch.special.xlogy(p, p).sum(dim=-1)",
+        "NaN for zero probabilities": "def entropy(p):\n    return -(p * torch.log(p)).sum(dim=-1)",
+        "mean over classes instead of sum": "def entropy(p):\n    return -torch.special.xlogy(p, p).mean(dim=-1)",
+        "one number for the whole batch": "def entropy(p):\n    return -torch.special.xlogy(p, p).sum()",
+        "log base 2 (bits)": "def entropy(p):\n    return -(torch.special.xlogy(p, p) / torch.log(torch.tensor(2.0))).sum(dim=-1)",
+    },
+    "class_similarity": {
+        "bug 10: mean over the class dimension": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
+                for k in range(n_classes):
+                    rows = probs[labels == k]
+                    if len(rows):
+                        similarity[k] = rows.mean(dim=1)
+                return similarity
+        '''),
+        "transposed (columns are the true classes)": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
+                for k in range(n_classes):
+                    rows = probs[labels == k]
+                    if len(rows):
+                        similarity[k] = rows.mean(dim=0)
+                return similarity.T
+        '''),
+        "sum instead of mean": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
+                return similarity.index_add(0, labels, probs)
+        '''),
+        "divides by N instead of the class count": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
+                return similarity.index_add(0, labels, probs) / len(probs)
+        '''),
+        "NaN for a class without examples": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                return torch.stack([probs[labels == k].mean(dim=0) for k in range(n_classes)])
+        '''),
+        "rows only for the classes present": _src('''
+            def class_similarity(probs, labels):
+                return torch.stack([probs[labels == k].mean(dim=0) for k in labels.unique()])
+        '''),
+        "argmax counts instead of soft labels": _src('''
+            def class_similarity(probs, labels):
+                n_classes = probs.shape[1]
+                hard = torch.nn.functional.one_hot(probs.argmax(dim=1), n_classes).to(probs.dtype)
+                sums = torch.zeros(n_classes, n_classes, dtype=probs.dtype).index_add(0, labels, hard)
+                return sums / torch.bincount(labels, minlength=n_classes).clamp_min(1)[:, None]
+        '''),
+    },
+    "most_similar_pairs": {
+        "includes the diagonal": _src('''
+            def most_similar_pairs(similarity, k):
+                sym = (similarity + similarity.T) / 2
+                n = sym.shape[0]
+                scored = [(float(sym[i, j]), i, j) for i in range(n) for j in range(i, n)]
+                scored.sort(key=lambda item: -item[0])
+                return [(i, j) for _, i, j in scored[:k]]
+        '''),
+        "one direction only (no symmetrization)": _src('''
+            def most_similar_pairs(similarity, k):
+                n = similarity.shape[0]
+                scored = [(float(similarity[i, j]), i, j) for i in range(n) for j in range(i + 1, n)]
+                scored.sort(key=lambda item: -item[0])
+                return [(i, j) for _, i, j in scored[:k]]
+        '''),
+        "least similar first": _src('''
+            def most_similar_pairs(similarity, k):
+                sym = (similarity + similarity.T) / 2
+                n = sym.shape[0]
+                scored = [(float(sym[i, j]), i, j) for i in range(n) for j in range(i + 1, n)]
+                scored.sort(key=lambda item: item[0])
+                return [(i, j) for _, i, j in scored[:k]]
+        '''),
+        "each pair twice": _src('''
+            def most_similar_pairs(similarity, k):
+                sym = (similarity + similarity.T) / 2
+                n = sym.shape[0]
+                scored = [(float(sym[i, j]), i, j) for i in range(n) for j in range(n) if i != j]
+                scored.sort(key=lambda item: -item[0])
+                return [(i, j) for _, i, j in scored[:k]]
+        '''),
+        "topk fails when k exceeds the pairs": _src('''
+            def most_similar_pairs(similarity, k):
+                sym = (similarity + similarity.T) / 2
+                i, j = torch.triu_indices(*sym.shape, offset=1)
+                top = torch.topk(sym[i, j], k).indices
+                return [(int(i[n]), int(j[n])) for n in top]
+        '''),
+    },
+    "kd_kl": {
+        **_soft_bugs(KD_KL_BASE, ("per_example.mean() * T**2", "(log_p.exp() * (log_p - log_q)).mean() * T**2"),
+                     ("per_example.mean() * T**2", "per_example.mean()")),
+        "F.kl_div batchmean without flattening (3-D)": _src('''
+            def kd_kl(student_logits, teacher_logits, T):
+                log_q = torch.log_softmax(student_logits / T, dim=-1)
+                p = torch.softmax(teacher_logits.detach() / T, dim=-1)
+                return F.kl_div(log_q, p, reduction="batchmean") * T**2
+        '''),
+    },
+    "distillation_loss": {
+        **_soft_bugs(DISTILL_BASE, ("(log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T**2",
+                                    "(log_p.exp() * (log_p - log_q)).mean() * T**2"),
+                     ("(log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T**2",
+                      "(log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()")),
+        "bug 6: alpha weights the hard term": _edit(
+            DISTILL_BASE, ("return alpha * soft + (1 - alpha) * hard", "return (1 - alpha) * soft + alpha * hard")),
+        "bug 7: cross-entropy on softened logits": _edit(
+            DISTILL_BASE, ("F.cross_entropy(student_logits.reshape(-1, n_classes)",
+                           "F.cross_entropy((student_logits / T).reshape(-1, n_classes)")),
+        "cross-entropy without flattening (3-D)": _edit(
+            DISTILL_BASE, ("F.cross_entropy(student_logits.reshape(-1, n_classes), labels.reshape(-1))",
+                           "F.cross_entropy(student_logits, labels)")),
+        "cross-entropy summed over the batch": _edit(
+            DISTILL_BASE, ("labels.reshape(-1))", "labels.reshape(-1), reduction='sum')")),
+    },
+    "kd_logit_grad": {
+        "bug 1: autograd of a KL built from probabilities": _src('''
+            def kd_logit_grad(student_logits, teacher_logits, T):
+                z = student_logits.detach().clone().requires_grad_(True)
+                q = torch.softmax(z / T, dim=-1)
+                p = torch.softmax(teacher_logits.detach() / T, dim=-1)
+                (grad,) = torch.autograd.grad((p * (torch.log(p) - q)).sum(), z)
+                return grad
+        '''),
+        "bug 2: averaged over the batch": _edit(
+            GRAD_BASE, ("return ((q - p) / T).detach()", "return ((q - p) / T / (q.numel() // q.shape[-1])).detach()")),
+        "bug 3: the T^2-scaled loss's gradient (times T)": _edit(
+            GRAD_BASE, ("return ((q - p) / T).detach()", "return ((q - p) * T).detach()")),
+        "bug 4: temperature on the teacher side only": _edit(
+            GRAD_BASE, ("q = torch.softmax(student_logits / T, dim=-1)", "q = torch.softmax(student_logits, dim=-1)")),
+        "bug 5: reversed (p - q)": _edit(GRAD_BASE, ("return ((q - p) / T).detach()", "return ((p - q) / T).detach()")),
+        "bug 9: softmax that overflows on large logits": _edit(
+            GRAD_BASE, ("q = torch.softmax(student_logits / T, dim=-1)", "q = _naive_softmax(student_logits / T)"),
+            ("p = torch.softmax(teacher_logits / T, dim=-1)", "p = _naive_softmax(teacher_logits / T)"), prefix=NAIVE),
+        "bug 10: softmax over the batch dimension": _edit(
+            GRAD_BASE, ("torch.softmax(student_logits / T, dim=-1)", "torch.softmax(student_logits / T, dim=0)"),
+            ("torch.softmax(teacher_logits / T, dim=-1)", "torch.softmax(teacher_logits / T, dim=0)")),
+        "missing the 1/T": _edit(GRAD_BASE, ("return ((q - p) / T).detach()", "return (q - p).detach()")),
+        "1/T^2 instead of 1/T": _edit(GRAD_BASE, ("return ((q - p) / T).detach()", "return ((q - p) / T**2).detach()")),
+    },
+}
+
+
+def course_bug(label: str) -> int | None:
+    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    m = re.match(r"bug (\d+):", label)
+    return int(m.group(1)) if m else None
+
+
+# Correct answers that make noise on every call: stderr from Python and from file descriptor 2, a
+# Python warning and a logged warning. They must keep full marks.
+NOISE = '''
+    import logging, os, sys, warnings
+    print("{name}: debugging output on stderr", file=sys.stderr)
+    os.write(2, b"{name}: written straight to file descriptor 2\\n")
+    warnings.warn("{name}: a warning raised by a correct answer")
+    logging.getLogger("learner").warning("{name}: a logged warning")
+'''
+
+
+def noisy(solution_source: str, name: str) -> str:
+    """The solution's answer cell with noise at definition time and on every call."""
+    lines = solution_source.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+    body_start = header + 1
+    while lines[body_start].lstrip().startswith(('"""', "'")):   # keep the docstring first
+        body_start += 1
+    noise = textwrap.indent(textwrap.dedent(NOISE.format(name=name)).strip("\n"), "    ").splitlines()
+    top = ["import sys", f'print("defining {name}", file=sys.stderr)']
+    return "\n".join(top + lines[:body_start] + noise + lines[body_start:])
+
+
+# Answers that are, or only call, kdlab's reference: they must earn nothing.
+WRAPPERS = {
+    "softmax_t": "from kdlab import losses as _ref\n\ndef softmax_t(logits, T=1.0):\n    return _ref.softmax_t(logits, T)",
+    "entropy": "from kdlab.analysis import entropy",
+    "class_similarity": ("def class_similarity(probs, labels):\n    import kdlab.analysis\n"
+                         "    return kdlab.analysis.class_similarity(probs, labels)"),
+    "most_similar_pairs": ("from kdlab.analysis import most_similar_pairs as _pairs\n\n"
+                           "def most_similar_pairs(similarity, k):\n    return list(_pairs(similarity, k))"),
+    "kd_kl": "import kdlab.losses\n\nkd_kl = kdlab.losses.kd_kl",
+    "distillation_loss": ("import functools\nimport kdlab.losses\n\n"
+                          "distillation_loss = functools.partial(kdlab.losses.distillation_loss)"),
+    "kd_logit_grad": ("from kdlab.losses import kd_logit_grad as _grad\n\n"
+                      "def kd_logit_grad(student_logits, teacher_logits, T):\n"
+                      "    return _grad(student_logits.clone(), teacher_logits.clone(), T) + 0.0"),
+}

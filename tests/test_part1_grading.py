@@ -1,0 +1,209 @@
+"""Part 1's autograding, proven with the real nbgrader: right answers get full marks, wrong ones lose them.
+
+One scratch course is generated from solutions/ (which also proves notebooks/
+is exactly what generation produces), every scenario is submitted as its own
+student, and a single ``nbgrader autograde`` run grades them all; each
+exercise is graded by its own test cell, so one submission can carry a
+different wrong answer in each exercise. Many more wrong answers are then run
+through the same test cells in-process (no kernel), which is fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import nbgrader_harness as h
+import part1_answers as answers
+
+ASSIGNMENT = "part1_foundations"
+LESSONS = ["01_softmax_temperature", "02_dark_knowledge", "03_kd_loss"]
+EXERCISES = list(answers.LESSON)
+
+
+def solution(lesson: str):
+    return h.load(h.REPO / "solutions" / ASSIGNMENT / f"{lesson}.ipynb")
+
+
+def released(lesson: str):
+    return h.load(h.REPO / "notebooks" / ASSIGNMENT / f"{lesson}.ipynb")
+
+
+def with_answers(replacements: dict) -> dict:
+    """Solution notebooks with some answer cells replaced: {lesson: notebook}, only the lessons touched."""
+    out = {}
+    for exercise, source in replacements.items():
+        lesson = answers.LESSON[exercise]
+        nb = out.setdefault(lesson, solution(lesson))
+        h.set_source(nb, exercise, source)
+    return out
+
+
+def course_bug_answers(number: int) -> dict:
+    """{exercise: wrong source} for every exercise to which COURSE.md bug ``number`` applies."""
+    return {exercise: source for exercise, variants in answers.WRONG.items()
+            for label, source in variants.items() if answers.course_bug(label) == number}
+
+
+def tampered() -> dict:
+    """Submissions whose test cells were edited, stripped of metadata, or deleted."""
+    l1 = with_answers({"softmax_t": answers.WRONG["softmax_t"]["bug 9: exp without the max shift overflows"]})
+    nb = l1["01_softmax_temperature"]
+    h.set_source(nb, "test_softmax_t", "pass  # tests removed")
+    h.delete_cell(nb, "test_entropy")
+    l2 = with_answers({"class_similarity": answers.WRONG["class_similarity"]["transposed (columns are the true classes)"]})
+    nb = l2["02_dark_knowledge"]
+    test = h.cell(nb, "test_class_similarity")
+    test.metadata.pop("nbgrader")
+    test.source = 'print("looks fine")'
+    l3 = with_answers({"kd_kl": answers.WRONG["kd_kl"]["bug 3: T^2 factor missing"]})
+    nb = l3["03_kd_loss"]
+    h.delete_cell(nb, "test_kd_kl")
+    h.set_source(nb, "test_distillation_loss", "assert True")
+    h.cell(nb, "test_kd_logit_grad").metadata.nbgrader["points"] = 100
+    return {**l1, **l2, **l3}
+
+
+# Which exercises each tampered submission must fail (the rest keep full marks).
+TAMPERED_FAILS = {"softmax_t", "class_similarity", "kd_kl"}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The scratch course after one autograde run over every scenario: (course, exercise scores, seconds)."""
+    root = tmp_path_factory.mktemp("part1_course")
+    env = h.grading_env(root / "cache")
+    course = h.make_course(root / "course", [ASSIGNMENT], env=env)
+    h.submit(course, "solution", ASSIGNMENT, {n: solution(n) for n in LESSONS})
+    h.submit(course, "released", ASSIGNMENT, {n: course / "notebooks" / ASSIGNMENT / f"{n}.ipynb" for n in LESSONS})
+    for number in range(1, 11):
+        h.submit(course, f"bug{number:02d}", ASSIGNMENT, with_answers(course_bug_answers(number)))
+    h.submit(course, "noisy", ASSIGNMENT, with_answers(
+        {e: answers.noisy(h.cell(solution(answers.LESSON[e]), e).source, e) for e in EXERCISES}))
+    h.submit(course, "wrapper", ASSIGNMENT, with_answers(answers.WRAPPERS))
+    h.submit(course, "tampered", ASSIGNMENT, tampered())
+    seconds = h.autograde(course, ASSIGNMENT, env=env)
+    print(f"\nautograded {len(h.exercise_scores(course, ASSIGNMENT))} students in {seconds:.1f} s")
+    return course, h.exercise_scores(course, ASSIGNMENT), seconds
+
+
+def full(score) -> bool:
+    return score[0] == score[1] and score[1] > 0
+
+
+def test_released_notebooks_are_what_generation_produces(graded):
+    course, _, _ = graded
+    generated = sorted((course / "notebooks" / ASSIGNMENT).glob("*.ipynb"))
+    committed = sorted((h.REPO / "notebooks" / ASSIGNMENT).glob("*.ipynb"))
+    assert [p.name for p in generated] == [p.name for p in committed]
+    for new, old in zip(generated, committed):
+        assert json.loads(new.read_text()) == json.loads(old.read_text()), (
+            f"{old.relative_to(h.REPO)} differs from what `nbgrader generate_assignment {ASSIGNMENT}` produces: "
+            "regenerate it")
+
+
+def test_every_exercise_is_graded(graded):
+    _, scores, _ = graded
+    assert set(scores["solution"]) == set(EXERCISES)
+    assert all(points > 0 for _, points in scores["solution"].values())
+
+
+def test_solutions_get_full_marks(graded):
+    _, scores, _ = graded
+    assert {e: s for e, s in scores["solution"].items() if not full(s)} == {}
+
+
+def test_released_notebooks_get_zero_without_crashing(graded):
+    course, scores, _ = graded
+    assert {e: s[0] for e, s in scores["released"].items()} == {e: 0 for e in EXERCISES}
+    for lesson in LESSONS:   # every notebook was executed and written back
+        assert (course / "autograded" / "released" / ASSIGNMENT / f"{lesson}.ipynb").is_file()
+
+
+@pytest.mark.parametrize("number", range(1, 11))
+def test_each_course_bug_loses_the_points_of_its_exercise(graded, number):
+    _, scores, _ = graded
+    injected = course_bug_answers(number)
+    assert injected, f"bug {number} applies to no exercise"
+    student = scores[f"bug{number:02d}"]
+    assert {e: student[e][0] for e in injected} == {e: 0 for e in injected}
+    # the other exercises of the notebooks submitted keep their points: each is graded on its own
+    submitted = {answers.LESSON[e] for e in injected}
+    others = [e for e in EXERCISES if answers.LESSON[e] in submitted and e not in injected]
+    assert {e: student[e] for e in others if not full(student[e])} == {}
+
+
+def test_course_bugs_cover_the_list():
+    covered = {answers.course_bug(label) for variants in answers.WRONG.values() for label in variants}
+    assert set(range(1, 11)) <= covered
+
+
+def test_noise_on_stderr_and_warnings_cost_nothing(graded):
+    _, scores, _ = graded
+    assert {e: s for e, s in scores["noisy"].items() if not full(s)} == {}
+
+
+def test_wrapping_kdlab_reference_earns_nothing(graded):
+    _, scores, _ = graded
+    assert {e: s[0] for e, s in scores["wrapper"].items()} == {e: 0 for e in EXERCISES}
+
+
+def test_edited_or_deleted_test_cells_are_restored_and_graded(graded):
+    course, scores, _ = graded
+    student = scores["tampered"]
+    assert {e: student[e][0] == 0 for e in EXERCISES} == {e: e in TAMPERED_FAILS for e in EXERCISES}
+    assert student["kd_logit_grad"] == (2.0, 2.0)   # the points the gradebook holds, not the edited 100
+    for lesson, test_id in [("01_softmax_temperature", "test_entropy"), ("03_kd_loss", "test_kd_kl"),
+                            ("03_kd_loss", "test_distillation_loss"), ("02_dark_knowledge", "test_class_similarity")]:
+        nb = h.load(course / "autograded" / "tampered" / ASSIGNMENT / f"{lesson}.ipynb")
+        assert "### BEGIN HIDDEN TESTS" in h.cell(nb, test_id).source
+
+
+def test_autograder_skips_experiment_cells(graded):
+    course, _, _ = graded
+    nb = h.load(course / "autograded" / "solution" / ASSIGNMENT / "03_kd_loss.ipynb")
+    setup_output = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert "experiment cells are skipped" in setup_output
+    assert all(not c.outputs for c in nb.cells if h.is_experiment(c))
+
+
+# ----------------------------------------------------------------------------- in-process: every wrong answer
+
+WRONG_CASES = [(e, label) for e, variants in answers.WRONG.items() for label in variants]
+
+
+@pytest.mark.parametrize("exercise,label", WRONG_CASES, ids=[f"{e}-{l.split(':')[0]}" for e, l in WRONG_CASES])
+def test_hidden_tests_catch_each_wrong_answer(exercise, label):
+    lesson = answers.LESSON[exercise]
+    results = h.run_graded_cells(solution(lesson), {exercise: answers.WRONG[exercise][label]})
+    failing = {test for test, error in results.items() if error}
+    assert failing == {f"test_{exercise}"}, results
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solutions_pass_visible_and_hidden_checks_in_process(lesson):
+    assert h.run_graded_cells(solution(lesson)) == {f"test_{e}": None for e in EXERCISES if answers.LESSON[e] == lesson}
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solutions_pass_the_released_visible_checks(lesson):
+    nb = released(lesson)
+    sol = solution(lesson)
+    fixed = {e: h.cell(sol, e).source for e in EXERCISES if answers.LESSON[e] == lesson}
+    assert set(h.run_graded_cells(nb, fixed).values()) == {None}
+
+
+def test_an_exercise_is_graded_on_its_own_code():
+    """distillation_loss calling a buggy kd_kl keeps its points: its check substitutes kdlab's kd_kl."""
+    results = h.run_graded_cells(solution("03_kd_loss"), {"kd_kl": answers.WRONG["kd_kl"]["bug 3: T^2 factor missing"]})
+    assert results["test_kd_kl"] and results["test_distillation_loss"] is None
+
+
+def test_failure_messages_name_the_case_the_expectation_and_the_result():
+    label = "bug 10: softmax over the batch dimension"
+    results = h.run_graded_cells(released("01_softmax_temperature"), {"softmax_t": answers.WRONG["softmax_t"][label]})
+    message = results["test_softmax_t"]
+    assert "a batch of two rows" in message and "expected" in message and "got" in message
+    assert "hint:" in message
