@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -545,6 +544,13 @@ def test_the_class_root_may_be_wrapped_in_folders(tmp_path):
     assert hi.find_root(tmp_path, {"ex": ["lesson"]}) == tmp_path / "export" / "submitted"
     rows = hi.collect(tmp_path, {"ex": ["lesson", "lesson2"]})
     assert [(r.student, r.notebook, r.status) for r in rows] == [("ann", "lesson", ""), ("ann", "lesson2", "missing")]
+    # an nbgrader course folder: its autograded/ mirrors submitted/, and submitted/ is the class
+    course = tmp_path / "course"
+    for top in ("autograded", "submitted"):
+        (course / top / "bo" / "ex").mkdir(parents=True)
+        (course / top / "bo" / "ex" / "lesson.ipynb").write_text("{}")
+    (course / "solutions" / "ex").mkdir(parents=True)
+    assert hi.find_root(course, {"ex": ["lesson"]}) == course / "submitted"
 
 
 def test_sizes_and_scores_read_and_print_plainly():

@@ -16,6 +16,8 @@ from pathlib import Path
 from ..errors import KdlabError
 
 IGNORED_NAMES = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", "feedback", ".DS_Store"}
+NOT_CLASS_FOLDERS = {"autograded", "release", "source", "solutions", "notebooks"}
+MAX_EXTRA_FILE = 64 * 2**20   # files handed in beside the notebooks larger than this are not copied
 
 
 @dataclass
@@ -67,8 +69,11 @@ def find_root(folder: Path, assignments) -> Path:
     for _ in range(3):
         next_level = []
         for candidate in level:
+            if candidate is not folder and candidate.name in NOT_CLASS_FOLDERS:
+                continue  # an nbgrader course's autograded/ mirrors submitted/: never take it for the class
             students = _subdirs(candidate)
-            score = sum(1 for s in students for a in _subdirs(s) if a.name in known)
+            score = sum(1 for s in students if s.name not in NOT_CLASS_FOLDERS
+                        for a in _subdirs(s) if a.name in known)
             if score > best_score:
                 best, best_score = candidate, score
             next_level.extend(students)
@@ -149,6 +154,8 @@ def _extras(folder: Path) -> list:
         if len(rel.parts) == 1 and p.suffix == ".ipynb":
             continue
         if any(parent.is_symlink() for parent in p.parents if folder in parent.parents):
+            continue
+        if p.stat().st_size > MAX_EXTRA_FILE:
             continue
         out.append((str(rel), str(p)))
     return out

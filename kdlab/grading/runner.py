@@ -610,7 +610,8 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
     if out == submissions.resolve() or out in submissions.resolve().parents:
         raise KdlabError("--out must not be the class folder or a folder that holds it")
     (out / STATE).mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="kdlab-grade-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="kdlab-grade-jobs-"))   # the jobs' scratch folders, and nothing else
+    class_dir = None
     previous_handler = _install_sigterm()
     pool = None
     outputs = None
@@ -624,7 +625,8 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         pool = Pool(run_dir)
         folder, oversized = submissions, {}
         if submissions.is_file():
-            folder = run_dir / "class"
+            class_dir = Path(tempfile.mkdtemp(prefix="kdlab-grade-class-"))   # not under the jobs' folder
+            folder = class_dir / "class"
             folder.mkdir()
             oversized = hi.extract_zip(submissions, folder, max_total=64 * options.max_notebook_size + 2**30,
                                        max_member=options.max_notebook_size)
@@ -723,6 +725,8 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         if pool is not None:
             pool.stop_all()
         shutil.rmtree(run_dir, ignore_errors=True)
+        if class_dir is not None:
+            shutil.rmtree(class_dir, ignore_errors=True)
         _restore_sigterm(previous_handler)
     rows_out = [outputs.rows[k] for k in sorted(outputs.rows)] if outputs else []
     summary = Summary(rows=rows_out, seconds=time.perf_counter() - start, csv=out / "grades.csv", out=out,

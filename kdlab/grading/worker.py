@@ -40,12 +40,12 @@ import traceback
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 from nbgrader.apps.autogradeapp import AutogradeApp
 from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
 from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
 from nbgrader.converters import Autograde, GenerateFeedback
-from nbgrader.preprocessors import ClearHiddenTests, Execute, GetGrades
+from nbgrader.preprocessors import ClearHiddenTests, Execute
 from traitlets.config import Config
 
 from . import gradebook
