@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -274,8 +275,18 @@ def read_csv(path: Path) -> dict:
         return {(r["student"], r["assignment"], r["notebook"]): r for r in csv.DictReader(f)}
 
 
-def leftover_processes() -> list:
-    return [pid for pids in runner._proc_environ_tokens().values() for pid in pids]
+def leftover_processes(under: Path) -> list:
+    """Processes of a grading job (they carry a job token) whose working folder lies under ``under``."""
+    out = []
+    for pids in runner._proc_environ_tokens().values():
+        for pid in pids:
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(under)):
+                out.append(pid)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -288,16 +299,22 @@ def graded(course, tmp_path_factory):
     root = tmp_path_factory.mktemp("class")
     klass = make_class(root / "class", course)
     out = root / "out"
-    summary = grade_class(klass, out, course=course, options=Options(**LIMITS))
+    jobs = root / "tmp"   # the jobs' scratch folders go here, so that this test can find what they leave
+    jobs.mkdir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(jobs)
+    try:
+        summary = grade_class(klass, out, course=course, options=Options(**LIMITS))
+    finally:
+        tempfile.tempdir = saved
     print("\n" + summary.text())
-    return klass, out, summary, read_csv(out / "grades.csv")
+    return klass, out, summary, read_csv(out / "grades.csv"), jobs
 
 
 # ----------------------------------------------------------------------------- the class, graded
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_every_hand_in_gets_the_row_that_says_what_happened(graded, student):
-    _, _, _, rows = graded
+    _, _, _, rows, _ = graded
     row = rows[(student, "ex", "lesson")]
     status, score = EXPECTED[student]
     assert (row["status"], row["score"], row["max_score"]) == (status, str(score), "3"), row
@@ -306,14 +323,14 @@ def test_every_hand_in_gets_the_row_that_says_what_happened(graded, student):
 
 @pytest.mark.parametrize("student", FLOODS)
 def test_endless_output_floods_are_stopped_and_graded(graded, student):
-    _, _, _, rows = graded
+    _, _, _, rows, _ = graded
     row = rows[(student, "ex", "lesson")]
     assert row["status"] in FLOOD_STATUSES, row
     assert row["score"] in {"0", "1"} and row["max_score"] == "3"
 
 
 def test_one_row_per_student_and_notebook(graded):
-    _, _, summary, rows = graded
+    _, _, summary, rows, _ = graded
     students = set(EXPECTED) | set(FLOODS)
     expected = {(s, "ex", n) for s in students for n in ("lesson", "lesson2")}
     expected |= {("other_assignment", "ex", "extra"), ("misplaced", "", "lesson"),
@@ -332,7 +349,7 @@ def test_one_row_per_student_and_notebook(graded):
 
 
 def test_the_summary_counts_graded_failed_and_flagged(graded):
-    _, _, summary, rows = graded
+    _, _, summary, rows, _ = graded
     text = summary.text()
     graded_rows = [r for r in rows.values() if r["status"] in runner.GRADED]
     assert f"graded {len(graded_rows)} notebooks" in text
@@ -344,7 +361,7 @@ def test_the_summary_counts_graded_failed_and_flagged(graded):
 
 
 def test_the_gradebook_holds_every_grade(graded):
-    _, out, _, rows = graded
+    _, out, _, rows, _ = graded
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
@@ -361,7 +378,7 @@ def test_the_gradebook_holds_every_grade(graded):
 
 
 def test_feedback_never_shows_the_hidden_tests(graded):
-    _, out, _, rows = graded
+    _, out, _, rows, _ = graded
     pages = sorted((out / "feedback").rglob("*.html"))
     assert len(pages) >= 20
     for page in pages:
@@ -378,7 +395,7 @@ def test_feedback_never_shows_the_hidden_tests(graded):
 
 
 def test_a_hand_in_sees_only_itself_through_relative_paths(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     nb = nbformat.read(str(out / "autograded" / "snoop" / "ex" / "lesson.ipynb"), as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "SNOOP submitted ['snoop']" in printed
@@ -388,7 +405,10 @@ def test_a_hand_in_sees_only_itself_through_relative_paths(graded):
 
 
 def test_nothing_a_hand_in_started_survives(graded):
-    assert leftover_processes() == []
+    *_, jobs = graded
+    assert leftover_processes(jobs) == []
+    # and the scratch folders are gone (pymp-*: multiprocessing's own folder for its server's socket)
+    assert [p for p in jobs.iterdir() if not p.name.startswith("pymp-")] == []
     for pid in os.listdir("/proc"):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -398,7 +418,7 @@ def test_nothing_a_hand_in_started_survives(graded):
 
 
 def test_memory_hogs_and_floods_leave_the_grader_standing(graded):
-    _, out, summary, rows = graded
+    _, out, summary, rows, _ = graded
     for student in ["memory_hog", "torch_hog", "flood_bounded", *FLOODS]:
         assert rows[(student, "ex", "lesson")]["status"] not in {"crashed", "error"}
     # the bounded flood printed 3 MB; at most the 1 MiB cap was kept
@@ -408,7 +428,7 @@ def test_memory_hogs_and_floods_leave_the_grader_standing(graded):
 
 
 def test_a_rerun_gives_the_same_csv_and_regrades_nothing(graded, course):
-    klass, out, first, _ = graded
+    klass, out, first, _, _ = graded
     before = (out / "grades.csv").read_bytes()
     summary = grade_class(klass, out, course=course, options=Options(**LIMITS))
     assert (out / "grades.csv").read_bytes() == before
@@ -429,7 +449,10 @@ def test_an_interrupted_run_keeps_its_grades_and_a_rerun_finishes(course, tmp_pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kdlab.cli", "grade", str(klass), "--out", str(out), "--workers", "1",
            "--course", str(course), "--cell-timeout", "20", "--timeout", "60", "--no-progress", "--memory", "2G"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     finished = {}
     while time.monotonic() < deadline:
@@ -446,7 +469,7 @@ def test_an_interrupted_run_keeps_its_grades_and_a_rerun_finishes(course, tmp_pa
     kept = read_csv(out / "grades.csv")
     assert {k: v for k, v in kept.items() if v["notebook"] == "lesson"} == finished
     assert ("c", "ex", "lesson") not in kept
-    assert leftover_processes() == []
+    assert leftover_processes(scratch) == []
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
