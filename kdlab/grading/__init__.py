@@ -57,7 +57,7 @@ def add_cli(sub) -> None:
         "grade", help="grade a class's hand-ins with nbgrader: isolated, in parallel, robust",
         description="Grade every STUDENT/ASSIGNMENT/NOTEBOOK.ipynb under SUBMISSIONS (a folder or a zip) with "
                     "nbgrader's autograder against the course's solutions/, each notebook in its own process "
-                    "and scratch course with a timeout and a memory limit, WORKERS at a time. Writes "
+                    "and scratch course with a timeout and a memory limit, N at a time (--workers). Writes "
                     "DIR/grades.csv, DIR/gradebook.db, DIR/autograded/ and DIR/feedback/ (HTML without the "
                     "hidden tests). Re-running the command reuses finished grades.")
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
