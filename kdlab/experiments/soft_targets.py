@@ -96,6 +96,7 @@ def experiment(seed: int = 0, *, arch: str = DEFAULTS["arch"], temperature: floa
                     "train_label_agreement": round(teacher_hard_agrees, 5)},
         "train_size": len(y), "test_size": len(y_test),
         "fast_mode": fast_mode(), "seconds": round(time.perf_counter() - start, 1),
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(x.device)},
     }
 
 

@@ -1,0 +1,529 @@
+"""The cheat sheet, the instructor guide and the JupyterHub kit: links, numbers, commands, configs, the exchange.
+
+* every link resolves, every lesson section named exists, every number in a
+  table is in the section (or the JSON of the command) it cites, the loss in
+  code is kdlab's, every command documented parses;
+* the files of docs/jupyterhub/ load as their programs load them and agree
+  with each other and with the course; with JupyterHub installed, they pass
+  its trait, role and scope validation;
+* nbgrader's exchange round trip runs with those settings: release, fetch,
+  submit, collect, autograde, feedback without hidden tests, release and
+  fetch of the feedback; and ``kdlab grade`` on the collected hand-ins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import nbgrader_harness as h
+
+DOCS = h.REPO / "docs"
+CHEATSHEET = DOCS / "cheatsheet.md"
+GUIDE = DOCS / "instructors.md"
+HUB = DOCS / "jupyterhub"
+POINTER = re.compile(r'\[([^\]]+)\]\(([^)\s]+\.ipynb)\), § "([^"]+)"')
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def numbers(text: str) -> set[str]:
+    """Number tokens, commas inside numbers kept ("1,010"), a trailing ".0" dropped."""
+    return {n[:-2] if n.endswith(".0") else n for n in NUMBER.findall(text)}
+
+
+def section_text(notebook: Path, heading: str) -> str:
+    """Everything from the heading ``heading`` to the next heading of the same or a higher level."""
+    nb = h.load(notebook)
+    lines = []
+    for c in nb.cells:
+        lines.extend((c.cell_type, line) for line in c.source.splitlines())
+    start = level = None
+    for i, (kind, line) in enumerate(lines):
+        if kind == "markdown" and line.startswith("#") and line.lstrip("#").strip() == heading:
+            start, level = i, len(line) - len(line.lstrip("#"))
+            break
+    if start is None:
+        raise KeyError(f"{notebook.name} has no heading {heading!r}")
+    out = []
+    for kind, line in lines[start + 1:]:
+        if kind == "markdown" and line.startswith("#") and len(line) - len(line.lstrip("#")) <= level:
+            break
+        out.append(line)
+    return heading + "\n" + "\n".join(out)
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    rows = []
+    for line in markdown.splitlines():
+        if line.startswith("|") and not re.match(r"^\|[-| ]+\|$", line):
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
+    return rows
+
+
+def links_resolve(doc: Path) -> list[str]:
+    problems = []
+    text = doc.read_text()
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        if not resolved.exists():
+            problems.append(f"{target}: no such file")
+        elif anchor:
+            titles = {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip()).lower().replace(" ", "-")
+                      for line in resolved.read_text().splitlines() if line.startswith("#")}
+            if anchor not in titles:
+                problems.append(f"{target}: no heading for #{anchor}")
+    for name, link, heading in POINTER.findall(text):
+        try:
+            section_text((doc.parent / link).resolve(), heading)
+        except KeyError as err:
+            problems.append(str(err))
+        lesson = re.match(r"Lesson (\d+)$", name)
+        if lesson and not Path(link).name.startswith(f"{int(lesson.group(1)):02d}_"):
+            problems.append(f"{name} links to {link}")
+    return problems
+
+
+def kdlab_commands(text: str) -> list[str]:
+    """``kdlab ...`` commands: in code blocks (one per line) and in `backticks`."""
+    found = []
+    for block in re.findall(r"```(?:bash)?\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            m = re.search(r"(?:^|/)(kdlab (?:distill|experiment|grade|data)\b.*)$", line)
+            if m:
+                found.append(m.group(1))
+    found += [c for c in re.findall(r"`(kdlab (?:distill|experiment|grade|data) [^`]+)`", text)]   # not a bare name
+    return found
+
+
+def parses(command: str) -> str | None:
+    """None if ``command`` is accepted by kdlab's argument parser (nothing is run), else the error."""
+    from kdlab.cli import build_parser
+
+    import contextlib
+    import io
+
+    # A synopsis: placeholders stand for values, [optional parts] are dropped.
+    placeholders = {"NAME": "soft-targets", "N": "2", "SUBMISSIONS": "hand-ins", "DIR": "out"}
+    args = [placeholders.get(a, a) for a in shlex.split(re.sub(r"\[[^\]]*\]", "", command))[1:]]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(args)
+    except SystemExit as exc:
+        if exc.code in (0, None):   # --help
+            return None
+        return f"{command}: {err.getvalue().strip() or exc}"
+    return None
+
+
+# ----------------------------------------------------------------------------- the cheat sheet
+
+def test_cheatsheet_links_and_sections_resolve():
+    assert links_resolve(CHEATSHEET) == []
+    assert len(POINTER.findall(CHEATSHEET.read_text())) >= 40
+
+
+def test_every_equation_and_landmark_number_is_in_the_section_it_cites():
+    text = CHEATSHEET.read_text()
+    start = text.index("## Key equations")
+    end = text.index("### Our runs")
+    problems, checked = [], 0
+    for row in table_rows(text[start:end]):
+        pointers = POINTER.findall(row[-1])
+        if not pointers:
+            continue   # a header row
+        sections = " ".join(section_text((DOCS / link).resolve(), heading) for _, link, heading in pointers)
+        available = numbers(sections)
+        for cell in row[:-1]:
+            for n in numbers(cell):
+                checked += 1
+                if n not in available:
+                    problems.append(f"{n!r} (from {cell[:60]!r}) is in none of {[p[2] for p in pointers]}")
+    assert checked >= 60
+    assert problems == []
+
+
+def test_the_landmark_numbers_are_the_papers():
+    """The values the issue names, exactly as the cheat sheet states them."""
+    text = CHEATSHEET.read_text()
+    for fact in ["67 test errors", "146 test errors", "74 test errors", "$T = 20$", "98.6% of the 3s",
+                 "raised by 3.5", "206 test errors, 133 of them on the 1,010 test 3s", "109 test errors, 14 on 3s",
+                 "40% smaller, 60% faster, keeps 97%", "66M parameters", "110M", "77.0", "79.5",
+                 "the distillation loss on the teacher's soft targets", "masked-language-modelling loss",
+                 "cosine embedding loss", "58.9%, 61.1%, 60.8%", "44.5%, 57.0%"]:
+        assert fact in text, fact
+
+
+def our_runs() -> list[list[str]]:
+    text = CHEATSHEET.read_text()
+    section = text[text.index("### Our runs"):text.index("Not measured here yet")]
+    return [r for r in table_rows(section) if r[0].startswith("`kdlab")]
+
+
+def json_numbers(value) -> set[str]:
+    out = set()
+    if isinstance(value, dict):
+        for v in value.values():
+            out |= json_numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            out |= json_numbers(v)
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, (int, float)):
+        out |= numbers(repr(value)) | {str(round(value))}
+    elif isinstance(value, str):
+        out |= numbers(value.replace("x", " "))
+    return out
+
+
+def test_our_run_numbers_are_in_the_json_their_command_wrote():
+    rows = our_runs()
+    assert len(rows) == 2
+    for command_cell, values, json_cell in rows:
+        command = re.match(r"`([^`]+)`", command_cell).group(1)
+        assert parses(command) is None
+        path = DOCS / re.search(r"\]\(([^)]+\.json)\)", json_cell).group(1)
+        result = json.loads(path.read_text())
+        assert result["seed"] == int(re.search(r"--seed (\d+)", command).group(1))
+        assert result.get("fast_mode") is False and result.get("test_size", 10_000) == 10_000
+        available = json_numbers(result) | numbers(command)
+        missing = [n for n in numbers(command_cell + " " + values) if n not in available]
+        assert missing == [], f"{command}: {missing} are not in {path.name}"
+
+
+def test_our_runs_state_the_facts_that_matter():
+    distill, soft = (json.loads((DOCS / "results" / name).read_text())
+                     for name in ("distill-quick-mnist-s0.json", "soft-targets-s0.json"))
+    assert distill["preset"] == "quick" and distill["dataset"] == "mnist"
+    row = our_runs()[0][1]
+    for role, label in (("teacher", "teacher"), ("student_scratch", "student alone"),
+                        ("student_distilled", "student distilled")):
+        assert f"{label} {distill[role]['test_errors']}" in row
+    row = our_runs()[1][1]
+    assert f"true labels {soft['test_errors']['true_labels']}" in row
+    assert f"hard labels {soft['test_errors']['teacher_hard_labels']}" in row
+    assert f"soft targets alone {soft['test_errors']['teacher_soft_targets']}" in row
+    assert f"KD {soft['test_errors']['kd']}" in row and f"born-again {soft['test_errors']['born_again']}" in row
+    assert ", ".join(map(str, soft["true_labels_seed_spread"]["test_errors"])) in row
+    assert soft["environment"]["threads"] == 1 and "OMP_NUM_THREADS=1" in our_runs()[1][0]
+
+
+def test_the_loss_in_code_is_kdlabs():
+    from kdlab import losses
+
+    text = CHEATSHEET.read_text()
+    code = re.search(r"## The loss in code\n\n```python\n(.*?)```", text, re.S).group(1)
+    definition = code.split("# in the training loop")[0]
+    namespace: dict = {}
+    exec(definition, namespace)  # noqa: S102 - our own documentation
+    fn = namespace["distillation_loss"]
+    g = torch.Generator().manual_seed(0)
+    for shape in [(8, 10), (2, 5, 7)]:
+        s, t = torch.randn(*shape, generator=g) * 3, torch.randn(*shape, generator=g) * 3
+        y = torch.randint(shape[-1], shape[:-1], generator=g)
+        for T, alpha in [(1.0, 0.5), (4.0, 0.9), (2.0, 0.0), (8.0, 1.0)]:
+            want = losses.distillation_loss(s, t, y, T, alpha)
+            assert torch.allclose(fn(s, t, y, T=T, alpha=alpha), want, atol=1e-5), (shape, T, alpha)
+    assert "teacher.eval()" in code and "torch.no_grad()" in code
+
+
+def test_cheatsheet_commands_parse():
+    commands = kdlab_commands(CHEATSHEET.read_text())
+    assert len(commands) >= 8
+    assert [c for c in commands if parses(c)] == []
+
+
+# ----------------------------------------------------------------------------- the instructor guide
+
+def test_guide_links_and_sections_resolve():
+    assert links_resolve(GUIDE) == []
+
+
+def test_guide_names_existing_lesson_sections():
+    """The agendas name sections as `Lesson N, § "heading"` (and `§ "heading"` for the same lesson)."""
+    text = GUIDE.read_text()
+    notebooks = {int(p.name[:2]): p for p in (h.REPO / "notebooks").glob("*/*.ipynb")}
+    problems, count = [], 0
+    for cell in [c for row in table_rows(text) for c in row]:
+        lesson = None
+        for token in re.finditer(r'Lesson (\d+)|§ "([^"]+)"', cell):
+            if token.group(1):
+                lesson = int(token.group(1))
+            elif lesson is not None:
+                count += 1
+                try:
+                    section_text(notebooks[lesson], token.group(2))
+                except KeyError as err:
+                    problems.append(str(err))
+    assert count >= 5 and problems == []
+
+
+def test_guide_covers_the_workflows():
+    text = GUIDE.read_text()
+    for must in ["### 90 minutes", "### Half a day", "kdlab grade SUBMISSIONS --out DIR [--workers N]", "grades.csv",
+                 "kdlab distill", "kdlab experiment", "JupyterHub", "Exchange" if False else "exchange",
+                 "What was tested, and what was not"]:
+        assert must in text, must
+    for step in ["generate_assignment", "release_assignment", "collect", "autograde", "generate_feedback",
+                 "release_feedback", "export"]:
+        assert f"nbgrader {step}" in text, step
+
+
+def test_guide_kdlab_commands_parse():
+    commands = kdlab_commands(GUIDE.read_text())
+    assert len(commands) >= 12
+    assert [c for c in commands if parses(c)] == []
+
+
+def test_guide_nbgrader_commands_exist():
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    known = set(NbGraderApp.subcommands)
+    text = GUIDE.read_text()
+    blocks = [line.split("#", 1)[0] for block in re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+              for line in block.splitlines()]                                  # comments are prose
+    code = "\n".join(blocks + re.findall(r"`([^`\n]+)`", text))
+    used = set(re.findall(r"(?:^|[\s/])nbgrader ([a-z_]+)", code, re.M))
+    assert len(used) >= 7 and used <= known, used - known
+
+
+def test_guide_workshop_timings_add_up():
+    text = GUIDE.read_text()
+    agenda = text[text.index("### 90 minutes"):text.index("### Half a day")]
+    times = [int(hh) * 60 + int(mm) for hh, mm in re.findall(r"^\| (\d):(\d\d) \|", agenda, re.M)]
+    assert times == sorted(times) and times[0] == 0 and times[-1] < 90
+
+
+# ----------------------------------------------------------------------------- docs/jupyterhub
+
+def load_config(path: Path, env: dict | None = None):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def roster(tmp_path):
+    path = tmp_path / "roster.txt"
+    path.write_text((HUB / "roster.example.txt").read_text() + "learner dana  # late enrolment\n")
+    return path
+
+
+def hub_env(roster: Path) -> dict:
+    return {"KDLAB_ROSTER": str(roster), "KDLAB_LEARNER_PASSWORD": "learners-pw",
+            "KDLAB_INSTRUCTOR_PASSWORD": "i" * 40}
+
+
+def test_hub_config_reads_the_roster(roster):
+    cfg = load_config(HUB / "jupyterhub_config.py", hub_env(roster))
+    assert cfg.Authenticator.admin_users == {"ada", "grace"}
+    assert cfg.Authenticator.allowed_users == {"ada", "grace", "alan", "barbara", "claude", "dana"}
+    assert cfg.JupyterHub.load_groups["nbgrader-kdlab"]["users"] == ["alan", "barbara", "claude", "dana"]
+    assert cfg.JupyterHub.authenticator_class == "shared-password"
+    assert cfg.SharedPasswordAuthenticator.user_password == "learners-pw"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("instructor ada\nteacher bob\n", "expected 'instructor NAME' or 'learner NAME'"),
+    ("instructor ada\nlearner ada\n", "both as instructor and learner"),
+    ("instructor Ada\n", "not a usable account name"),
+    ("learner grader-kdlab\n", "service account"),
+    (None, "no roster"),
+])
+def test_hub_config_refuses_a_bad_roster(tmp_path, content, message):
+    path = tmp_path / "roster.txt"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit, match=message):
+        load_config(HUB / "jupyterhub_config.py", hub_env(path))
+
+
+def test_hub_nbgrader_and_course_configs_agree(roster):
+    hub = load_config(HUB / "jupyterhub_config.py", hub_env(roster))
+    glob = load_config(HUB / "nbgrader_config.py")
+    grader = load_config(HUB / "grader_nbgrader_config.py")
+    course = load_config(h.REPO / "nbgrader_config.py")
+    course_id = glob.CourseDirectory.course_id
+    assert course_id == "kdlab"
+    (service,) = hub.JupyterHub.services
+    assert service["name"] == course_id, "nbgrader: the grader service is named after the course"
+    grader_user = service["user"]
+    assert grader.CourseDirectory.root.startswith(f"/home/{grader_user}/") and service["cwd"] == f"/home/{grader_user}"
+    assert f"formgrade-{course_id}" in hub.JupyterHub.load_groups
+    role = next(r for r in hub.JupyterHub.load_roles if r["name"] == f"formgrade-{course_id}")
+    assert role["groups"] == [f"formgrade-{course_id}"]
+    assert f"access:services!service={course_id}" in role["scopes"]
+    assert service["url"].endswith(":9999") and service["environment"]["OMP_NUM_THREADS"] == "1"
+    for section, trait in [("CourseDirectory", "source_directory"), ("CourseDirectory", "release_directory"),
+                           ("OverwriteCells", "add_missing_cells"), ("ExecutePreprocessor", "timeout")]:
+        assert grader[section][trait] == course[section][trait], f"{section}.{trait} drifted from the course"
+    assert glob.Exchange.root == "/srv/nbgrader/exchange"
+    env = hub.Spawner.environment
+    assert env["KDLAB_FAST"] == "1" and env["OMP_NUM_THREADS"] == "1" and env["KDLAB_DATA"]
+
+
+def test_nbgrader_configs_pass_nbgrader_validation():
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.exchange.default import Exchange
+
+    glob = load_config(HUB / "nbgrader_config.py")
+    grader = load_config(HUB / "grader_nbgrader_config.py")
+    glob.merge(grader)
+    coursedir = CourseDirectory(config=glob)
+    assert coursedir.course_id == "kdlab" and coursedir.root == "/home/grader-kdlab/kdlab"
+    assert Exchange(coursedir=coursedir, config=glob).root == "/srv/nbgrader/exchange"
+    names = [p.__name__ for p in GenerateFeedback(coursedir=coursedir, config=glob).preprocessors]
+    assert names == ["GetGrades", "HideHiddenTestTracebacks", "ClearHiddenTests", "CSSHTMLHeaderPreprocessor"]
+
+
+def test_hub_config_passes_jupyterhubs_own_validation(roster):
+    """Every trait set exists and validates; roles and scopes are JupyterHub's; services have known fields."""
+    pytest.importorskip("jupyterhub")
+    from jupyterhub import orm, roles
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.auth import Authenticator
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+    from jupyterhub.services.service import Service
+    from jupyterhub.spawner import LocalProcessSpawner, Spawner
+
+    cfg = load_config(HUB / "jupyterhub_config.py", hub_env(roster))
+    classes = {"JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner,
+               "SharedPasswordAuthenticator": SharedPasswordAuthenticator}
+    for section, values in cfg.items():
+        names = classes[section].class_trait_names(config=True)
+        assert set(values) <= set(names), (section, set(values) - set(names))
+    JupyterHub(config=cfg)
+    SharedPasswordAuthenticator(config=cfg)
+    LocalProcessSpawner(config=cfg)
+    db = orm.new_session_factory("sqlite://")()
+    for role in cfg.JupyterHub.load_roles:
+        roles.create_role(db, role)
+    for spec in cfg.JupyterHub.services:
+        assert set(spec) <= set(Service.class_trait_names()), set(spec) - set(Service.class_trait_names())
+
+
+# ----------------------------------------------------------------------------- the exchange, for real
+
+ASSIGNMENT = "part4_interview"
+LESSON = "10_interview_drill"
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory):
+    """A course, an exchange and a learner, with the hub's nbgrader configs; nbgrader as one user."""
+    root = tmp_path_factory.mktemp("hub")
+    for d in ("etc", "grader_jupyter", "grader_data", "learner_jupyter", "learner_data", "learner", "exchange"):
+        (root / d).mkdir()
+    (root / "etc" / "nbgrader_config.py").write_text((HUB / "nbgrader_config.py").read_text())
+    (root / "grader_jupyter" / "nbgrader_config.py").write_text((HUB / "grader_nbgrader_config.py").read_text())
+    course = h.make_course(root / "course", [ASSIGNMENT], env=h.grading_env(root / "cache"))
+
+    def nbgrader(role: str, *args: str, config: bool = True):
+        env = h.grading_env(root / "cache")
+        env["JUPYTER_CONFIG_PATH"] = str(root / "etc")                    # stands for /etc/jupyter
+        env["JUPYTER_CONFIG_DIR"] = str(root / f"{role}_jupyter" if config else root / "learner_jupyter")
+        env["JUPYTER_DATA_DIR"] = str(root / f"{role}_data")
+        extra = [f"--Exchange.root={root / 'exchange'}"]                  # stands for /srv/nbgrader/exchange
+        cwd = root / "learner"
+        if role == "grader":
+            extra.append(f"--CourseDirectory.root={course}")             # stands for /home/grader-kdlab/kdlab
+            cwd = course
+        return h.nbgrader(cwd, *args, *extra, env=env)
+
+    return root, course, nbgrader
+
+
+def test_release_fetch_submit_collect_autograde_feedback(exchange):
+    root, course, nbgrader = exchange
+    nbgrader("grader", "release_assignment", ASSIGNMENT)
+    assert (root / "exchange" / "kdlab" / "outbound" / ASSIGNMENT / f"{LESSON}.ipynb").is_file()
+
+    nbgrader("learner", "fetch_assignment", ASSIGNMENT)
+    fetched = root / "learner" / ASSIGNMENT / f"{LESSON}.ipynb"
+    nb = h.load(fetched)
+    solution = h.load(h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb")
+    answers = [h.grade_id(c) for c in solution.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    for gid in answers:                                                   # the learner answers everything ...
+        h.set_source(nb, gid, h.cell(solution, gid).source)
+    h.set_source(nb, "q_loss", 'def q_loss():\n    return "A"\n')          # ... and gets one question wrong
+    import nbformat
+
+    nbformat.write(nb, str(fetched))
+    nbgrader("learner", "submit", ASSIGNMENT)
+
+    nbgrader("grader", "collect", ASSIGNMENT)
+    (student,) = [p.name for p in (course / "submitted").iterdir()]
+    assert (course / "submitted" / student / ASSIGNMENT / f"{LESSON}.ipynb").is_file()
+    nbgrader("grader", "autograde", ASSIGNMENT)
+    grades = h.scores(course, ASSIGNMENT)[student][LESSON]
+    autograded = {k: v for k, v in grades.items() if k.startswith("test_")}
+    assert sum(s for s, _ in autograded.values()) == 18 and autograded["test_q_loss"] == (0.0, 1.0)
+
+    nbgrader("grader", "generate_feedback", ASSIGNMENT, "--force")
+    page = (course / "feedback" / student / ASSIGNMENT / f"{LESSON}.html").read_text()
+    assert "is not the best answer" in page                              # the learner sees what failed ...
+    for secret in ("BEGIN HIDDEN TESTS", "expect_choice", "expect_number"):
+        assert secret not in page, secret                                 # ... but not the answer key
+    autograded_nb = h.load(course / "autograded" / student / ASSIGNMENT / f"{LESSON}.ipynb")
+    assert "expect_choice" in h.cell(autograded_nb, "test_q_loss").source   # it was there to hide
+
+    nbgrader("grader", "release_feedback", ASSIGNMENT)
+    nbgrader("learner", "fetch_feedback", ASSIGNMENT)
+    pages = list((root / "learner" / ASSIGNMENT / "feedback").glob(f"*/{LESSON}.html"))
+    assert len(pages) == 1 and "expect_choice" not in pages[0].read_text()
+
+
+def test_plain_nbgrader_feedback_would_show_the_answer_key(exchange):
+    """Why the grader config changes the feedback: without it, the hidden tests are in the page."""
+    root, course, nbgrader = exchange
+    if not (course / "autograded").is_dir():
+        pytest.skip("needs the round trip above")
+    plain = root / "plain_jupyter"
+    plain.mkdir(exist_ok=True)
+    env = h.grading_env(root / "cache")
+    env["JUPYTER_CONFIG_DIR"] = str(plain)
+    h.nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", f"--CourseDirectory.feedback_directory=plain_feedback",
+               env=env)
+    (page,) = (course / "plain_feedback").glob(f"*/{ASSIGNMENT}/{LESSON}.html")
+    assert "expect_choice" in page.read_text()
+
+
+def test_kdlab_grade_on_the_collected_hand_ins(exchange, tmp_path):
+    root, course, _ = exchange
+    if not (course / "submitted").is_dir():
+        pytest.skip("needs the round trip above")
+    out = tmp_path / "grades"
+    env = h.grading_env(root / "cache")
+    proc = subprocess.run([sys.executable, "-m", "kdlab.cli", "grade", str(course / "submitted"), "--out", str(out),
+                           "--workers", "1", "--course", str(h.REPO), "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = list(csv.DictReader((out / "grades.csv").open()))
+    assert (row["assignment"], row["notebook"], row["status"]) == (ASSIGNMENT, LESSON, "ok")
+    assert (float(row["score"]), float(row["max_score"])) == (18, 31)   # 19 autograded points, one wrong; 12 by hand
+    page = (out / "feedback" / row["student"] / ASSIGNMENT / f"{LESSON}.html").read_text()
+    assert "expect_choice" not in page and "is not the best answer" in page
