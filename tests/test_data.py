@@ -20,6 +20,12 @@ from kdlab.idx import encode_idx
 from conftest import full_data_dir, make_arrays, write_dataset
 
 
+@pytest.fixture(autouse=True)
+def no_data_env(monkeypatch):
+    """These tests control where data is looked for; CI's own $KDLAB_DATA must not answer for them."""
+    monkeypatch.delenv("KDLAB_DATA", raising=False)
+
+
 # ----------------------------------------------------------------------------- loading
 
 def test_load_from_root_gz_and_raw(tmp_path):
