@@ -123,6 +123,32 @@ def exercise_scores(course: Path, assignment: str) -> dict:
     return out
 
 
+def execute_fast(nb, path: Path = REPO, timeout: float = 600) -> float:
+    """Execute ``nb`` in a kernel started from ``path``, plots inline; fail unless it ran in fast mode.
+
+    The kernel inherits this process's environment, so the caller sets KDLAB_FAST=1; the lesson's
+    ``setup()`` prints which mode it saw, and a lesson that ran on the full data fails here (it would
+    also make the test suite far slower). Returns the seconds it took.
+    """
+    from nbclient import NotebookClient
+
+    # Jupyter's inline backend, as a learner gets it (CI exports MPLBACKEND=Agg, which shows no plots).
+    backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path)}}).execute()
+        seconds = time.perf_counter() - start
+    finally:
+        if backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = backend
+    said = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "kdlab lesson setup: KDLAB_FAST=1" in said, "the lesson did not run in fast mode (setup() said otherwise)"
+    return seconds
+
+
 # ----------------------------------------------------------------------------- notebooks
 
 def load(path: Path) -> nbformat.NotebookNode:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
-import time
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import nbgrader_harness as h
 
@@ -99,25 +97,19 @@ def test_lessons_read_like_a_chapter(lesson):
 
 
 @pytest.fixture(scope="module")
-def lesson_env(tmp_path_factory, monkeypatch_module):
-    """Kernels run in fast mode with a private cache (the teacher is trained once, for lessons 2 and 3)."""
-    monkeypatch_module.setenv("KDLAB_FAST", "1")
-    monkeypatch_module.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("kdlab_cache")))
-    monkeypatch_module.delenv("NBGRADER_EXECUTION", raising=False)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+def kernel_cache(tmp_path_factory):
+    """One cache for the lessons' kernels: the teacher is trained once, for lessons 2 and 3."""
+    return tmp_path_factory.mktemp("kdlab_kernel_cache")
 
 
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
-def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, lesson_env):
+def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, kernel_cache, monkeypatch):
+    # Set here, after conftest's autouse fixture (which clears KDLAB_FAST): the kernel inherits this environment.
+    monkeypatch.setenv("KDLAB_FAST", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(kernel_cache))
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     nb = solution(lesson)
-    start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(h.REPO)}}).execute()
-    seconds = time.perf_counter() - start
+    seconds = h.execute_fast(nb)
     print(f"\n{lesson}: executed in {seconds:.1f} s under KDLAB_FAST=1")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
-import time
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import nbgrader_harness as h
 
@@ -90,22 +88,28 @@ def test_lesson_8_runs_the_registered_compress_experiment():
 
 
 @pytest.fixture(scope="module")
-def lesson_env(tmp_path_factory):
-    """Kernels run in fast mode with a private cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KDLAB_FAST", "1")
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("kdlab_cache")))
-        mp.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # CI exports Agg
-        mp.delenv("NBGRADER_EXECUTION", raising=False)
-        yield
+def kernel_cache(tmp_path_factory):
+    """One cache for the module's kernels: the teacher is trained once for all its lessons."""
+    return tmp_path_factory.mktemp("kdlab_kernel_cache")
+
+
+@pytest.fixture
+def lesson_env(kernel_cache, isolated_cache, monkeypatch):
+    """Kernels run in fast mode with the module's cache.
+
+    Function-scoped and after conftest's ``isolated_cache`` on purpose: that autouse fixture clears
+    KDLAB_FAST and sets its own cache for every test, which would undo a module-scoped setting.
+    """
+    monkeypatch.setenv("KDLAB_FAST", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(kernel_cache))
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
 
 
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
 def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, lesson_env):
     nb = solution(lesson)
-    start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(h.REPO)}}).execute()
-    print(f"\n{lesson}: executed in {time.perf_counter() - start:.1f} s under KDLAB_FAST=1")
+    seconds = h.execute_fast(nb)
+    print(f"\n{lesson}: executed in {seconds:.1f} s under KDLAB_FAST=1")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     for name in EXERCISES[lesson]:

@@ -12,11 +12,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import nbgrader_harness as h
 from kdlab import experiments
@@ -101,9 +99,8 @@ def fast_kernel_env(monkeypatch, tmp_path):
 
 def test_solution_notebook_runs_top_to_bottom_in_fast_mode(fast_kernel_env):
     nb = solution()
-    start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(h.REPO)}}).execute()
-    print(f"\n{LESSON}: executed in {time.perf_counter() - start:.1f} s under KDLAB_FAST=1")
+    seconds = h.execute_fast(nb)
+    print(f"\n{LESSON}: executed in {seconds:.1f} s under KDLAB_FAST=1")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     stderr = [o.text for c in nb.cells if c.cell_type == "code" for o in c.outputs
