@@ -1,0 +1,227 @@
+"""Answers to part 2's exercises that the grading tests submit: wrong ones and kdlab wrappers.
+
+``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
+``"bug N: ..."`` inject bug N of COURSE.md's list where it applies to the
+exercise; the others are further plausible mistakes. Each is the solution with
+the one mistake, so a failing test shows that the hidden tests catch that
+mistake itself. Noisy correct answers reuse part 1's ``noisy``.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+LESSON = {
+    "count_errors": "04_teacher",
+    "jitter": "04_teacher",
+    "distill_step": "05_distill",
+    "bias_shift_for_class": "06_dark_knowledge_experiments",
+}
+
+
+def _src(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+def _edit(base: str, *replacements: tuple[str, str]) -> str:
+    out = _src(base)
+    for old, new in replacements:
+        if out.count(old) != 1:
+            raise ValueError(f"{old!r} occurs {out.count(old)} times in the base answer")
+        out = out.replace(old, new)
+    return out
+
+
+COUNT_ERRORS = '''
+def count_errors(model, x, y):
+    was_training = model.training
+    model.eval()
+    errors = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), 1000):
+                logits = model(x[start:start + 1000])
+                errors += int((logits.argmax(dim=-1) != y[start:start + 1000]).sum())
+    finally:
+        model.train(was_training)
+    return errors
+'''
+
+JITTER = '''
+def jitter(images, max_shift):
+    if max_shift < 0:
+        raise ValueError("max_shift must be >= 0")
+    m = int(max_shift)
+    if m == 0:
+        return images.clone()
+    b, _, h, w = images.shape
+    padded = F.pad(images, (m, m, m, m))
+    shifts = torch.randint(-m, m + 1, (b, 2))
+    out = torch.empty_like(images)
+    for i in range(b):
+        dy, dx = int(shifts[i, 0]), int(shifts[i, 1])
+        out[i] = padded[i, :, m - dy:m - dy + h, m - dx:m - dx + w]
+    return out
+'''
+
+DISTILL_STEP = '''
+def distill_step(student, x, y, teacher_logits, optimizer, T, alpha):
+    student.train()
+    teacher_logits = teacher_logits.detach()
+    logits = student(x)
+    log_q = F.log_softmax(logits / T, dim=-1)
+    log_p = F.log_softmax(teacher_logits / T, dim=-1)
+    soft = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T * T
+    hard = F.cross_entropy(logits, y)
+    loss = alpha * soft + (1 - alpha) * hard
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+'''
+
+BIAS_SHIFT = '''
+def bias_shift_for_class(student_logits, teacher_logits, cls):
+    k = int((teacher_logits.argmax(dim=-1) == cls).sum())
+    n = teacher_logits.shape[0]
+    if k == 0 or k == n:
+        raise ValueError("no rate to match")
+    z = student_logits.detach().double()
+    others = z.clone()
+    others[:, cls] = float("-inf")
+    margins = z[:, cls] - others.max(dim=-1).values
+    ordered = torch.sort(margins, descending=True).values
+    return float(-(ordered[k - 1] + ordered[k]) / 2)
+'''
+
+SOLUTIONS = {"count_errors": COUNT_ERRORS, "jitter": JITTER, "distill_step": DISTILL_STEP,
+             "bias_shift_for_class": BIAS_SHIFT}
+
+WRONG = {
+    "count_errors": {
+        "bug 8: the model is evaluated in training mode (dropout on)": _edit(COUNT_ERRORS, ("    model.eval()\n", "")),
+        "bug 8: gradients are recorded (no torch.no_grad)": _edit(
+            COUNT_ERRORS, ("with torch.no_grad():", "if True:")),
+        "bug 10: argmax over the batch dimension": _edit(COUNT_ERRORS, ("argmax(dim=-1)", "argmax(dim=0)")),
+        "counts the correct predictions": _edit(COUNT_ERRORS, ("!= y[start", "== y[start")),
+        "returns a tensor": _edit(COUNT_ERRORS, ("errors += int((logits.argmax(dim=-1) != y[start:start + 1000]).sum())",
+                                                 "errors = errors + (logits.argmax(dim=-1) != y[start:start + 1000]).sum()")),
+        "returns the error rate": _edit(COUNT_ERRORS, ("    return errors", "    return errors / len(y)")),
+        "leaves the model in eval mode": _edit(COUNT_ERRORS, ("model.train(was_training)", "model.eval()")),
+        "one forward pass over all rows": _edit(COUNT_ERRORS, ("range(0, len(x), 1000)", "range(0, len(x), len(x))"),
+                                                ("x[start:start + 1000]", "x[start:]"),
+                                                ("y[start:start + 1000]", "y[start:]")),
+    },
+    "jitter": {
+        "torch.roll wraps the border around": _src('''
+            def jitter(images, max_shift):
+                if max_shift < 0:
+                    raise ValueError("max_shift must be >= 0")
+                m = int(max_shift)
+                shifts = torch.randint(-m, m + 1, (len(images), 2))
+                return torch.stack([torch.roll(img, (int(dy), int(dx)), dims=(1, 2)) for img, (dy, dx) in zip(images, shifts)])
+        '''),
+        "one offset for the whole batch": _edit(JITTER, ("torch.randint(-m, m + 1, (b, 2))",
+                                                         "torch.randint(-m, m + 1, (1, 2)).expand(b, 2)")),
+        "offsets in -m..m-1 (randint's upper bound is exclusive)": _edit(JITTER, ("torch.randint(-m, m + 1, (b, 2))",
+                                                                                   "torch.randint(-m, m, (b, 2))")),
+        "offsets in 0..m only": _edit(JITTER, ("torch.randint(-m, m + 1, (b, 2))", "torch.randint(0, m + 1, (b, 2))")),
+        "the same offset for rows and columns": _edit(JITTER, ("dy, dx = int(shifts[i, 0]), int(shifts[i, 1])",
+                                                               "dy = dx = int(shifts[i, 0])")),
+        "each channel shifted on its own": _edit(
+            JITTER, ("        out[i] = padded[i, :, m - dy:m - dy + h, m - dx:m - dx + w]",
+                     "        for c in range(images.shape[1]):\n"
+                     "            dy, dx = (int(v) for v in torch.randint(-m, m + 1, (2,)))\n"
+                     "            out[i, c] = padded[i, c, m - dy:m - dy + h, m - dx:m - dx + w]")),
+        "rows and columns mixed up (only square images work)": _edit(
+            JITTER, ("padded[i, :, m - dy:m - dy + h, m - dx:m - dx + w]", "padded[i, :, m - dy:m - dy + w, m - dx:m - dx + h]")),
+        "changes the input in place": _edit(JITTER, ("    out = torch.empty_like(images)\n", "    out = images\n")),
+        "numpy's generator (not reproducible with torch.manual_seed)": _edit(
+            JITTER, ("shifts = torch.randint(-m, m + 1, (b, 2))",
+                     "import numpy as np\n    shifts = np.random.randint(-m, m + 1, (b, 2))")),
+        "a negative max_shift is not rejected": _edit(JITTER, ("    if max_shift < 0:\n        raise ValueError(\"max_shift must be >= 0\")\n", ""),
+                                                      ("m = int(max_shift)", "m = abs(int(max_shift))")),
+    },
+    "distill_step": {
+        "bug 1: probabilities instead of log-probabilities in the KL": _edit(
+            DISTILL_STEP, ("(log_p - log_q)", "(log_p - log_q.exp())")),
+        "bug 2: reduction='mean' divides by the classes too": _edit(
+            DISTILL_STEP, ("soft = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T * T",
+                           "soft = F.kl_div(log_q, log_p, reduction='mean', log_target=True) * T * T")),
+        "bug 3: the T^2 factor missing": _edit(DISTILL_STEP, (".mean() * T * T", ".mean()")),
+        "bug 4: temperature on the teacher's side only": _edit(DISTILL_STEP, ("F.log_softmax(logits / T, dim=-1)",
+                                                                               "F.log_softmax(logits, dim=-1)")),
+        "bug 5: KL direction reversed": _edit(DISTILL_STEP, ("(log_p.exp() * (log_p - log_q))",
+                                                              "(log_q.exp() * (log_q - log_p))")),
+        "bug 6: alpha weights the hard term": _edit(DISTILL_STEP, ("alpha * soft + (1 - alpha) * hard",
+                                                                    "(1 - alpha) * soft + alpha * hard")),
+        "bug 7: cross-entropy on softened logits": _edit(DISTILL_STEP, ("F.cross_entropy(logits, y)",
+                                                                         "F.cross_entropy(logits / T, y)")),
+        "bug 8: gradients flow into the teacher (logits not detached)": _edit(
+            DISTILL_STEP, ("    teacher_logits = teacher_logits.detach()\n", "")),
+        "bug 9: a softmax by hand that overflows on large logits": _edit(
+            DISTILL_STEP, ("    log_p = F.log_softmax(teacher_logits / T, dim=-1)",
+                           "    e = torch.exp(teacher_logits / T)\n    log_p = torch.log(e / e.sum(dim=-1, keepdim=True))")),
+        "bug 10: softmax over the batch dimension": _edit(
+            DISTILL_STEP, ("F.log_softmax(logits / T, dim=-1)", "F.log_softmax(logits / T, dim=0)"),
+            ("F.log_softmax(teacher_logits / T, dim=-1)", "F.log_softmax(teacher_logits / T, dim=0)")),
+        "stale gradients: no zero_grad": _edit(DISTILL_STEP, ("    optimizer.zero_grad()\n", "")),
+        "the student is left in eval mode": _edit(DISTILL_STEP, ("    student.train()\n", "")),
+        "returns the loss tensor": _edit(DISTILL_STEP, ("return loss.item()", "return loss")),
+        "returns the loss after the step": _edit(
+            DISTILL_STEP, ("    return loss.item()", "    with torch.no_grad():\n"
+                           "        z = student(x)\n"
+                           "        after = alpha * T * T * F.kl_div(F.log_softmax(z / T, -1), log_p, reduction='batchmean', "
+                           "log_target=True) + (1 - alpha) * F.cross_entropy(z, y)\n"
+                           "    return after.item()")),
+    },
+    "bias_shift_for_class": {
+        "bug 10: the teacher's argmax over the rows": _edit(BIAS_SHIFT, ("teacher_logits.argmax(dim=-1)",
+                                                                         "teacher_logits.argmax(dim=0)")),
+        "the difference of the mean logits": _src('''
+            def bias_shift_for_class(student_logits, teacher_logits, cls):
+                k = int((teacher_logits.argmax(dim=-1) == cls).sum())
+                if k == 0 or k == teacher_logits.shape[0]:
+                    raise ValueError("no rate to match")
+                return float(teacher_logits[:, cls].mean() - student_logits[:, cls].detach().mean())
+        '''),
+        "the sign flipped": _edit(BIAS_SHIFT, ("return float(-(ordered", "return float((ordered")),
+        "the k-th margin only, not the midpoint": _edit(BIAS_SHIFT, ("-(ordered[k - 1] + ordered[k]) / 2",
+                                                                     "-ordered[k - 1] + 1e-6")),
+        "off by one in the sorted margins": _edit(BIAS_SHIFT, ("-(ordered[k - 1] + ordered[k]) / 2",
+                                                               "-(ordered[k] + ordered[k + 1]) / 2")),
+        "the student's own rate instead of the teacher's": _edit(
+            BIAS_SHIFT, ("k = int((teacher_logits.argmax(dim=-1) == cls).sum())",
+                         "k = int((student_logits.argmax(dim=-1) == cls).sum())")),
+        "no ValueError when the teacher never predicts the class": _edit(
+            BIAS_SHIFT, ("    if k == 0 or k == n:\n        raise ValueError(\"no rate to match\")\n", "")),
+        "returns a tensor": _edit(BIAS_SHIFT, ("return float(-(ordered[k - 1] + ordered[k]) / 2)",
+                                               "return -(ordered[k - 1] + ordered[k]) / 2")),
+    },
+}
+
+# Answers that are, or only call, kdlab's reference: they must earn nothing.
+WRAPPERS = {
+    "count_errors": ("import kdlab.train\n\ndef count_errors(model, x, y):\n"
+                     "    return int(kdlab.train.evaluate(model, x, y, batch_size=1000)['test_errors'])"),
+    "jitter": "from kdlab.data import jitter",
+    "distill_step": _edit(DISTILL_STEP, ("    log_q = F.log_softmax(logits / T, dim=-1)\n", ""),
+                          ("    log_p = F.log_softmax(teacher_logits / T, dim=-1)\n", ""),
+                          ("    soft = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T * T\n", ""),
+                          ("    hard = F.cross_entropy(logits, y)\n", ""),
+                          ("    loss = alpha * soft + (1 - alpha) * hard",
+                           "    import kdlab.losses\n    loss = kdlab.losses.distillation_loss(logits, teacher_logits, y, T, alpha)")),
+    "bias_shift_for_class": "from kdlab.experiments.omitted_digit import bias_shift_for_class",
+}
+
+
+def course_bug(label: str) -> int | None:
+    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    m = re.match(r"bug (\d+):", label)
+    return int(m.group(1)) if m else None
+
+
+# The COURSE.md bugs that apply to part 2's exercises: 1-10 in distill_step; 8 (eval mode, no
+# gradients) and 10 (argmax over the batch) in count_errors; 10 in bias_shift_for_class.
+APPLICABLE_BUGS = set(range(1, 11))
