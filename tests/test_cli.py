@@ -91,3 +91,22 @@ def test_version_and_help():
     assert run_kdlab("--version").stdout.startswith("kdlab ")
     r = run_kdlab("distill", "--help")
     assert r.returncode == 0 and "--preset" in r.stdout and "hinton" in r.stdout
+
+
+def test_every_subcommand_has_working_help():
+    """argparse %-formats help text: a stray "%" in any description crashes --help (it did, for few-labels)."""
+    from kdlab.cli import build_parser
+
+    def walk(parser, path):
+        yield path, parser
+        for action in parser._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*path, name])
+
+    parsers = dict((" ".join(path), parser) for path, parser in walk(build_parser(), []))
+    assert "experiment few-labels" in parsers and "grade" in parsers
+    for path, parser in parsers.items():
+        assert parser.format_help().startswith("usage:"), path
+    r = run_kdlab("experiment", "few-labels", "--help")
+    assert r.returncode == 0 and "1%" in r.stdout

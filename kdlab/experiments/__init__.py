@@ -76,13 +76,16 @@ def add_cli(sub) -> None:
                        description="Run an experiment that a lesson runs; print its table and write JSON.")
     names = p.add_subparsers(dest="experiment", required=True, metavar="NAME")
     for exp in sorted(REGISTRY.values(), key=lambda e: e.name):
-        q = names.add_parser(exp.name, help=exp.description, description=exp.description)
+        # argparse %-formats help strings: a description saying "1%" would crash --help.
+        described = exp.description.replace("%", "%%")
+        q = names.add_parser(exp.name, help=described, description=exp.description)
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help=f"where to write the result (default: runs/{exp.name}-sSEED.json)")
         q.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         for opt in exp.options:
-            q.add_argument(f"--{opt.name}", type=opt.type, default=opt.default, help=opt.help,
+            q.add_argument(f"--{opt.name}", type=opt.type, default=opt.default,
+                           help=opt.help.replace("%", "%%") if opt.help else opt.help,
                            dest=opt.name.replace("-", "_"))
         q.set_defaults(func=_cmd_experiment, _experiment=exp)
 
