@@ -149,6 +149,30 @@ def execute_fast(nb, path: Path = REPO, timeout: float = 600) -> float:
     return seconds
 
 
+def check_exercise_cells(nb, names: list[str]) -> None:
+    """COURSE.md's conventions: answer cell ``name`` defines exactly ``name()``; its locked test cell
+    ``test_name`` follows it, with points, one hidden-tests block and the visible checks; none is an experiment."""
+    import ast
+
+    answer_ids = [grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert answer_ids == names
+    graded_ids = [grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert graded_ids == [f"test_{name}" for name in names]
+    for name in names:
+        answer = cell(nb, name)
+        functions = [node.name for node in ast.parse(answer.source).body if isinstance(node, ast.FunctionDef)]
+        assert functions == [name], f"answer cell {name} must define exactly the function {name}"
+        assert "### BEGIN SOLUTION" in answer.source and "### END SOLUTION" in answer.source
+        following = nb.cells[nb.cells.index(answer) + 1]
+        meta = following.metadata.get("nbgrader", {})
+        assert grade_id(following) == f"test_{name}", "the test cell comes right after its answer cell"
+        assert meta.get("grade") and meta.get("locked") and meta.get("points", 0) > 0 and not meta.get("solution")
+        assert following.source.count("### BEGIN HIDDEN TESTS") == 1
+        assert following.source.count("### END HIDDEN TESTS") == 1
+        assert f"Checker({name}" in following.source and following.source.rstrip().endswith("check.done()")
+        assert not is_experiment(answer) and not is_experiment(following)
+
+
 # ----------------------------------------------------------------------------- notebooks
 
 def load(path: Path) -> nbformat.NotebookNode:

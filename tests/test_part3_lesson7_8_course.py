@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 
 import nbformat
@@ -34,21 +33,7 @@ def test_notebooks_are_committed_clean(folder, lesson):
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
 def test_exercise_cells_follow_the_grade_id_conventions(lesson):
     nb = solution(lesson)
-    answer_ids = [h.grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert answer_ids == EXERCISES[lesson]
-    for name in answer_ids:
-        answer = h.cell(nb, name)
-        functions = [node.name for node in ast.parse(answer.source).body if isinstance(node, ast.FunctionDef)]
-        assert functions == [name], f"answer cell {name} must define exactly the function {name}"
-        assert "### BEGIN SOLUTION" in answer.source and "### END SOLUTION" in answer.source
-        following = nb.cells[nb.cells.index(answer) + 1]
-        meta = following.metadata.get("nbgrader", {})
-        assert h.grade_id(following) == f"test_{name}", "the test cell comes right after its answer cell"
-        assert meta.get("grade") and meta.get("locked") and meta.get("points", 0) > 0 and not meta.get("solution")
-        assert following.source.count("### BEGIN HIDDEN TESTS") == 1
-        assert following.source.count("### END HIDDEN TESTS") == 1
-        assert f"Checker({name}" in following.source and following.source.rstrip().endswith("check.done()")
-        assert not h.is_experiment(answer) and not h.is_experiment(following)
+    h.check_exercise_cells(nb, EXERCISES[lesson])
 
 
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
