@@ -32,6 +32,20 @@ def test_distill_end_to_end_fast(tmp_path):
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_distill_hinton_preset_fast_says_how_the_transfer_set_differs(tmp_path):
+    out = tmp_path / "h.json"
+    r = run_kdlab("distill", "--preset", "hinton", "--json", str(out), "--no-progress",
+                  env={"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "transfer set is jittered by up to 2 pixels" in r.stdout and "neither has any other regularizer" in r.stdout
+    results = json.loads(out.read_text())
+    teacher, alone, distilled = (results[k] for k in ("teacher", "student_scratch", "student_distilled"))
+    assert results["preset"] == "hinton" and alone["arch"] == distilled["arch"] == "mlp-800x2"
+    assert teacher["jitter"] == 2 and alone["jitter"] == 0 and distilled["jitter"] == 2
+    assert distilled["teacher_views"] == 4 and distilled["teacher_logits_cached"]
+    assert alone["epochs"] == distilled["epochs"]
+
+
 def test_distill_fashion_mnist_fast(tmp_path):
     out = tmp_path / "f.json"
     r = run_kdlab("distill", "--dataset", "fashion-mnist", "--json", str(out), "--no-progress",
