@@ -39,7 +39,8 @@ def summary_table(preset: str, s: dict) -> str:
         lines.append(f"{label:<18} {r['arch']:<22} {' '.join(map(str, r['test_errors'])):<18} "
                      f"{r['mean']:6.1f}  {r['min']:>3}-{r['max']:<4}")
     t = s["total_seconds"]
-    lines.append(f"whole run: {' '.join(f'{x:.0f}' for x in t['each'])} s (mean {t['mean']:.0f} s, max {t['max']:.0f} s)")
+    each = " ".join(f"{x:.0f}" for x in t["each"])
+    lines.append(f"whole run: {each} s (mean {t['mean']:.0f} s, max {t['max']:.0f} s)")
     return "\n".join(lines)
 
 

@@ -23,6 +23,25 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+# The lessons' kernels inherit this process's environment (tests/test_part*_course.py).
+@pytest.fixture(scope="module")
+def kernel_cache(tmp_path_factory):
+    """One cache for the module's kernels: the teacher is trained once for all its lessons."""
+    return tmp_path_factory.mktemp("kdlab_kernel_cache")
+
+
+@pytest.fixture
+def lesson_env(kernel_cache, isolated_cache, monkeypatch):
+    """Kernels run in fast mode with the module's cache.
+
+    Function-scoped and after ``isolated_cache`` on purpose: that autouse fixture clears
+    KDLAB_FAST and sets its own cache for every test, which would undo a module-scoped setting.
+    """
+    monkeypatch.setenv("KDLAB_FAST", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(kernel_cache))
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+
+
 def full_data_dir():
     """$KDLAB_DATA (or ../shared/datasets) when it holds the full MNIST, else None."""
     for candidate in (os.environ.get("KDLAB_DATA"), SHARED_DATA):

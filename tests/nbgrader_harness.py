@@ -137,7 +137,8 @@ def execute_fast(nb, path: Path = REPO, timeout: float = 600) -> float:
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path)}}).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path)}}).execute()
         seconds = time.perf_counter() - start
     finally:
         if backend is None:

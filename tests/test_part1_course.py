@@ -80,18 +80,8 @@ def test_lessons_read_like_a_chapter(lesson):
     assert "setup()" in first_code.source
 
 
-@pytest.fixture(scope="module")
-def kernel_cache(tmp_path_factory):
-    """One cache for the lessons' kernels: the teacher is trained once, for lessons 2 and 3."""
-    return tmp_path_factory.mktemp("kdlab_kernel_cache")
-
-
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
-def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, kernel_cache, monkeypatch):
-    # Set here, after conftest's autouse fixture (which clears KDLAB_FAST): the kernel inherits this environment.
-    monkeypatch.setenv("KDLAB_FAST", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(kernel_cache))
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, lesson_env):
     nb = solution(lesson)
     seconds = h.execute_fast(nb)
     print(f"\n{lesson}: executed in {seconds:.1f} s under KDLAB_FAST=1")

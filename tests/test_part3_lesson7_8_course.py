@@ -72,24 +72,6 @@ def test_lesson_8_runs_the_registered_compress_experiment():
     assert "feature_kd.experiment(" in lesson7 and "Fashion-MNIST" in lesson7
 
 
-@pytest.fixture(scope="module")
-def kernel_cache(tmp_path_factory):
-    """One cache for the module's kernels: the teacher is trained once for all its lessons."""
-    return tmp_path_factory.mktemp("kdlab_kernel_cache")
-
-
-@pytest.fixture
-def lesson_env(kernel_cache, isolated_cache, monkeypatch):
-    """Kernels run in fast mode with the module's cache.
-
-    Function-scoped and after conftest's ``isolated_cache`` on purpose: that autouse fixture clears
-    KDLAB_FAST and sets its own cache for every test, which would undo a module-scoped setting.
-    """
-    monkeypatch.setenv("KDLAB_FAST", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(kernel_cache))
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-
-
 @pytest.mark.parametrize("lesson", sorted(EXERCISES))
 def test_solution_notebook_runs_top_to_bottom_in_fast_mode(lesson, lesson_env):
     nb = solution(lesson)
