@@ -3,8 +3,11 @@
 Why it is fast on a CPU: the whole data set is one tensor on the device and
 batches are index slices of it (no DataLoader, no per-sample Python); the
 teacher runs once over the training set and its logits are reused every epoch
-whenever the batches are not augmented; when they are jittered, the teacher
-runs once per batch under ``no_grad``, in eval mode.
+whenever the batches are not augmented; when they are jittered, its logits are
+cached on K fixed jittered views (``teacher_views``), or else it runs once per
+batch under ``no_grad``, in eval mode. Each phase of a step is a named
+``torch.profiler`` range (``kdlab.batch``, ``kdlab.forward``, ...), so a profile
+says where the time goes (``benchmarks/profile_hinton.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.profiler import record_function as span
 
 from . import settings
 from .data import Dataset, batch_indices, jitter as jitter_batch, random_shifts
@@ -121,10 +125,11 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
         for p in teacher.parameters():
             p.requires_grad_(False)
         start = time.perf_counter()
-        if not jitter:
-            cached = predict_logits(teacher, x)
-        elif teacher_views:
-            view_shifts, cached = _teacher_views(teacher, x, jitter, teacher_views, generator)
+        with span("kdlab.teacher_logits"):
+            if not jitter:
+                cached = predict_logits(teacher, x)
+            elif teacher_views:
+                view_shifts, cached = _teacher_views(teacher, x, jitter, teacher_views, generator)
         _sync(device)
         history.teacher_seconds = time.perf_counter() - start
 
@@ -145,29 +150,32 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
             start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
             for idx in batch_indices(len(y), batch_size, generator=generator, device=device):
-                xb, yb = x[idx], y[idx]
-                if view_shifts is not None:
-                    view = torch.randint(teacher_views, (len(idx),), generator=generator).to(device)
-                    xb = jitter_batch(xb, jitter, shifts=view_shifts[view, :, idx].T)
-                elif jitter:
-                    xb = jitter_batch(xb, jitter, generator)
-                logits = model(xb)
-                if teacher is None:
-                    loss = nn.functional.cross_entropy(logits, yb)
-                else:
+                with span("kdlab.batch"):
+                    xb, yb = x[idx], y[idx]
+                    t_logits = None
                     if view_shifts is not None:
+                        view = torch.randint(teacher_views, (len(idx),), generator=generator).to(device)
+                        xb = jitter_batch(xb, jitter, shifts=view_shifts[view, :, idx].T)
                         t_logits = cached[view, idx]
+                    elif jitter:
+                        xb = jitter_batch(xb, jitter, generator)
                     elif cached is not None:
                         t_logits = cached[idx]
-                    else:
-                        with torch.no_grad():
-                            t_logits = teacher(xb)
-                    loss = _distillation_loss(logits, t_logits, yb, T, alpha)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(idx)
+                if teacher is not None and t_logits is None:
+                    with span("kdlab.teacher_forward"), torch.no_grad():
+                        t_logits = teacher(xb)
+                with span("kdlab.forward"):
+                    logits = model(xb)
+                with span("kdlab.loss"):
+                    loss = (nn.functional.cross_entropy(logits, yb) if teacher is None
+                            else _distillation_loss(logits, t_logits, yb, T, alpha))
+                with span("kdlab.backward"):
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                with span("kdlab.optimizer"):
+                    opt.step()
+                    sched.step()
+                    loss_sum += loss.detach() * len(idx)
                 bar.update(1)
             _sync(device)
             elapsed += time.perf_counter() - start
@@ -175,7 +183,8 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
             history.train_loss.append(float(loss_sum) / len(y))
             history.seconds.append(elapsed)
             if evaluate_every_epoch or epoch == epochs:
-                errors = evaluate(model, x_test, y_test)["test_errors"]
+                with span("kdlab.evaluate"):
+                    errors = evaluate(model, x_test, y_test)["test_errors"]
                 history.test_errors.append(errors)
                 bar.set_postfix(epoch=epoch, loss=f"{history.train_loss[-1]:.3f}", test_errors=errors)
             else:
