@@ -22,6 +22,25 @@ def test_dropout_teacher_is_deterministic_in_eval_mode():
     assert torch.equal(m(x), m(x))
 
 
+def test_cnn_pools_before_its_relu_with_the_outputs_and_gradients_of_relu_then_pool():
+    torch.manual_seed(0)
+    cnn = models.build("cnn-small").eval()
+    conv1, conv2 = cnn.features[0], cnn.features[3]
+
+    def relu_then_pool(x):
+        h = torch.nn.functional.max_pool2d(torch.relu(conv1(x)), 2)
+        return cnn.head(torch.nn.functional.max_pool2d(torch.relu(conv2(h)), 2))
+
+    x = torch.rand(8, 1, 28, 28)
+    ours, reference = cnn(x), relu_then_pool(x)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+    g_ours = torch.autograd.grad(ours.square().sum(), [conv1.weight, conv2.weight])
+    g_ref = torch.autograd.grad(reference.square().sum(), [conv1.weight, conv2.weight])
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert [type(m).__name__ for m in cnn.features][:3] == ["Conv2d", "MaxPool2d", "ReLU"]
+
+
 @pytest.fixture(scope="module")
 def sample():
     return data.load("mnist", sample=True)
