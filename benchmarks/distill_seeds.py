@@ -17,6 +17,8 @@ from pathlib import Path
 from kdlab.jobs import PRESETS, results_table, run_distill, save_results
 
 ROLES = {"teacher": "teacher", "student_scratch": "student alone", "student_distilled": "student distilled"}
+# Hinton, Vinyals & Dean (2015), MNIST test errors: 1200-1200 dropout teacher, 800-800 alone, 800-800 distilled.
+PAPER = {"hinton": {"teacher": 67, "student_scratch": 146, "student_distilled": 74}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -24,6 +26,7 @@ def summarize(runs: list[dict]) -> dict:
     for role in ROLES:
         errors = [r[role]["test_errors"] for r in runs]
         out[role] = {"arch": runs[0][role]["arch"], "test_errors": errors, "mean": statistics.mean(errors),
+                     "sd": statistics.stdev(errors) if len(errors) > 1 else 0.0,
                      "min": min(errors), "max": max(errors)}
     seconds = [r["total_seconds"] for r in runs]
     out["total_seconds"] = {"each": seconds, "mean": statistics.mean(seconds), "max": max(seconds)}
@@ -32,12 +35,15 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def summary_table(preset: str, s: dict) -> str:
+    paper = PAPER.get(preset)
     lines = [f"kdlab distill --preset {preset}, seeds {' '.join(map(str, s['seeds']))}: test errors",
-             f"{'model':<18} {'architecture':<22} {'per seed':<18} {'mean':>6}  {'min-max':>8}"]
+             f"{'model':<18} {'architecture':<22} {'per seed':<18} {'mean':>6} {'sd':>5}  {'min-max':>8}"
+             + ("  paper" if paper else "")]
     for role, label in ROLES.items():
         r = s[role]
         lines.append(f"{label:<18} {r['arch']:<22} {' '.join(map(str, r['test_errors'])):<18} "
-                     f"{r['mean']:6.1f}  {r['min']:>3}-{r['max']:<4}")
+                     f"{r['mean']:6.1f} {r['sd']:5.1f}  {r['min']:>3}-{r['max']:<4}"
+                     + (f"  {paper[role]:>5}" if paper else ""))
     t = s["total_seconds"]
     each = " ".join(f"{x:.0f}" for x in t["each"])
     lines.append(f"whole run: {each} s (mean {t['mean']:.0f} s, max {t['max']:.0f} s)")
