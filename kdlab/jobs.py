@@ -58,11 +58,14 @@ PRESETS = {
         name="hinton",
         teacher=Stage("cnn-small", epochs=15, lr=0.05, jitter=2),
         student=Stage("mlp-800x2", epochs=20, lr=0.05),
-        temperature=8.0, alpha=0.9,
-        transfer_jitter=2, teacher_views=4,
+        # Chosen on seeds 3 and 4 (benchmarks/tune_hinton.py), not on the seeds 0-2 the table reports:
+        # 8 cached views beat 4 on both; soft targets alone (alpha = 1) against alpha = 0.9 was within noise.
+        temperature=8.0, alpha=1.0,
+        transfer_jitter=2, teacher_views=8,
         description="Hinton et al. (2015)'s MNIST table: a CNN teacher trained on inputs jittered by up to "
                     "2 pixels; the paper's 800-800 ReLU student with no regularizer, alone on the training "
-                    "images and distilled at T = 8 on a transfer set jittered by up to 2 pixels",
+                    "images and distilled on the teacher's soft targets only (T = 8) over a transfer set "
+                    "jittered by up to 2 pixels",
     ),
 }
 
@@ -150,6 +153,9 @@ def results_table(results: dict) -> str:
         tail += (f"\nThe distilled student's transfer set is jittered by up to {distilled['jitter']} pixels "
                  f"({distilled.get('teacher_views', 0)} cached views); the student alone trains on the plain "
                  f"images, same epochs and schedule; neither has any other regularizer.")
+    if results["alpha"] == 1.0:
+        tail += ("\nWith alpha = 1 the distilled student learns from the teacher's soft targets only: "
+                 "it never sees a label.")
     return "\n".join([head, "", *lines, "", tail])
 
 
