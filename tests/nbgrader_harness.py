@@ -180,6 +180,34 @@ def load(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(str(path), as_version=4)
 
 
+def solution(assignment: str, lesson: str) -> nbformat.NotebookNode:
+    """A fresh copy of the instructor's notebook ``solutions/ASSIGNMENT/LESSON.ipynb``."""
+    return load(REPO / "solutions" / assignment / f"{lesson}.ipynb")
+
+
+def released(assignment: str, lesson: str) -> nbformat.NotebookNode:
+    """A fresh copy of the learner's notebook ``notebooks/ASSIGNMENT/LESSON.ipynb``."""
+    return load(REPO / "notebooks" / assignment / f"{lesson}.ipynb")
+
+
+def with_answers(assignment: str, lesson_of: dict, replacements: dict) -> dict:
+    """Solution notebooks with some answer cells replaced: {lesson: notebook}, only the lessons touched.
+
+    ``lesson_of`` maps each exercise (its answer cell's grade_id) to its lesson.
+    """
+    out = {}
+    for exercise, source in replacements.items():
+        lesson = lesson_of[exercise]
+        nb = out.setdefault(lesson, solution(assignment, lesson))
+        set_source(nb, exercise, source)
+    return out
+
+
+def full_marks(score) -> bool:
+    """A (points earned, points possible) pair that earned every point of a graded exercise."""
+    return score[0] == score[1] and score[1] > 0
+
+
 def grade_id(c) -> str | None:
     return c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 

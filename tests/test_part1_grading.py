@@ -11,6 +11,7 @@ through the same test cells in-process (no kernel), which is fast.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,22 +24,10 @@ LESSONS = ["01_softmax_temperature", "02_dark_knowledge", "03_kd_loss"]
 EXERCISES = list(answers.LESSON)
 
 
-def solution(lesson: str):
-    return h.load(h.REPO / "solutions" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def released(lesson: str):
-    return h.load(h.REPO / "notebooks" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def with_answers(replacements: dict) -> dict:
-    """Solution notebooks with some answer cells replaced: {lesson: notebook}, only the lessons touched."""
-    out = {}
-    for exercise, source in replacements.items():
-        lesson = answers.LESSON[exercise]
-        nb = out.setdefault(lesson, solution(lesson))
-        h.set_source(nb, exercise, source)
-    return out
+solution = partial(h.solution, ASSIGNMENT)
+released = partial(h.released, ASSIGNMENT)
+with_answers = partial(h.with_answers, ASSIGNMENT, answers.LESSON)
+full = h.full_marks
 
 
 def course_bug_answers(number: int) -> dict:
@@ -87,10 +76,6 @@ def graded(tmp_path_factory):
     seconds = h.autograde(course, ASSIGNMENT, env=env)
     print(f"\nautograded {len(h.exercise_scores(course, ASSIGNMENT))} students in {seconds:.1f} s")
     return course, h.exercise_scores(course, ASSIGNMENT), seconds
-
-
-def full(score) -> bool:
-    return score[0] == score[1] and score[1] > 0
 
 
 def test_released_notebooks_are_what_generation_produces(graded):

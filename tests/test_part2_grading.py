@@ -10,6 +10,7 @@ grades them all. Every wrong answer is also run through the test cells in-proces
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 
@@ -22,22 +23,10 @@ LESSONS = ["04_teacher", "05_distill", "06_dark_knowledge_experiments"]
 EXERCISES = list(answers.LESSON)
 
 
-def solution(lesson: str):
-    return h.load(h.REPO / "solutions" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def released(lesson: str):
-    return h.load(h.REPO / "notebooks" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def with_answers(replacements: dict) -> dict:
-    """Solution notebooks with some answer cells replaced: {lesson: notebook}, only the lessons touched."""
-    out = {}
-    for exercise, source in replacements.items():
-        lesson = answers.LESSON[exercise]
-        nb = out.setdefault(lesson, solution(lesson))
-        h.set_source(nb, exercise, source)
-    return out
+solution = partial(h.solution, ASSIGNMENT)
+released = partial(h.released, ASSIGNMENT)
+with_answers = partial(h.with_answers, ASSIGNMENT, answers.LESSON)
+full = h.full_marks
 
 
 def course_bug_answers(number: int) -> dict:
@@ -88,10 +77,6 @@ def graded(tmp_path_factory):
     seconds = h.autograde(course, ASSIGNMENT, env=env)
     print(f"\nautograded {len(h.exercise_scores(course, ASSIGNMENT))} part 2 students in {seconds:.1f} s")
     return course, h.exercise_scores(course, ASSIGNMENT)
-
-
-def full(score) -> bool:
-    return score[0] == score[1] and score[1] > 0
 
 
 def test_released_notebooks_are_what_generation_produces(graded):

@@ -12,6 +12,7 @@ through the same test cells in-process (no kernel), which is fast.
 from __future__ import annotations
 
 import json
+from functools import partial
 import shutil
 
 import pytest
@@ -25,22 +26,10 @@ EXERCISES = list(answers.LESSON)
 POINTS = {"hint_loss": 2, "attention_map": 2, "attention_transfer_loss": 2, "model_size_bytes": 1, "sparsity": 2}
 
 
-def solution(lesson: str):
-    return h.load(h.REPO / "solutions" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def released(lesson: str):
-    return h.load(h.REPO / "notebooks" / ASSIGNMENT / f"{lesson}.ipynb")
-
-
-def with_answers(replacements: dict) -> dict:
-    """Solution notebooks with some answer cells replaced: {lesson: notebook}, only the lessons touched."""
-    out = {}
-    for exercise, source in replacements.items():
-        lesson = answers.LESSON[exercise]
-        nb = out.setdefault(lesson, solution(lesson))
-        h.set_source(nb, exercise, source)
-    return out
+solution = partial(h.solution, ASSIGNMENT)
+released = partial(h.released, ASSIGNMENT)
+with_answers = partial(h.with_answers, ASSIGNMENT, answers.LESSON)
+full = h.full_marks
 
 
 def first_wrong() -> dict:
@@ -99,10 +88,6 @@ def graded(tmp_path_factory):
     seconds = h.autograde(course, ASSIGNMENT, env=env)
     print(f"\nautograded 7 students x 2 notebooks in {seconds:.1f} s")
     return course, h.exercise_scores(course, ASSIGNMENT)
-
-
-def full(score) -> bool:
-    return score[0] == score[1] and score[1] > 0
 
 
 def mine(student_scores: dict) -> dict:
