@@ -25,7 +25,7 @@ def _add_distill(sub) -> None:
                                    "teacher; print a results table, write JSON and a PNG of the training curves.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick (default, about 2 min on 2 CPU cores) or hinton "
-                        "(Hinton et al.'s MNIST table, about 7 min)")
+                        "(Hinton et al.'s MNIST table, about 14 min)")
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
