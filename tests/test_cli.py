@@ -131,7 +131,7 @@ def test_every_subcommand_has_working_help():
 
 
 @pytest.mark.skipif(not os.environ.get("KDLAB_SLOW_TESTS") or full_data_dir() is None,
-                    reason="a full preset run (~10 min): set KDLAB_SLOW_TESTS=1 (needs the full MNIST)")
+                    reason="a full preset run (~14 min): set KDLAB_SLOW_TESTS=1 (needs the full MNIST)")
 @pytest.mark.timeout(1200)
 def test_hinton_preset_reproduces_the_papers_table_on_full_mnist(tmp_path):
     """Issue 5's bar: teacher <= 67, distilled 800-800 <= 74, alone >= 120, whole run <= 15 minutes."""
