@@ -7,9 +7,10 @@ epochs) from the same teacher; their runs alternate so machine noise hits both.
 
     KDLAB_DATA=../shared/datasets python benchmarks/engine_vs_dataloader.py --epochs 3 --repeats 2
 
-With ``--jitter 2 --teacher-views 4`` (the Hinton preset's transfer set) the usual
-loop jitters every batch afresh and runs the teacher on it; kdlab's engine draws
-each image from 4 fixed jittered views whose teacher logits it cached once.
+With ``--jitter 2`` (the Hinton preset's transfer set) the usual loop jitters every
+batch afresh and runs the teacher on it; kdlab's engine draws each image from
+``--teacher-views`` fixed jittered views (default: the preset's number) whose teacher
+logits it cached once.
 
 Prints seconds per run (kdlab's includes caching the teacher's logits), test
 errors, and the speed-up ratio.
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from kdlab import data as kdata
+from kdlab.jobs import PRESETS
 from kdlab.models import build
 from kdlab.train import evaluate, make_optimizer, train, warmup_cosine
 
@@ -69,8 +71,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--jitter", type=int, default=0, help="translate training images by up to this many pixels")
-    ap.add_argument("--teacher-views", type=int, default=4,
-                    help="with --jitter: the jittered views kdlab's engine caches teacher logits on")
+    ap.add_argument("--teacher-views", type=int, default=PRESETS["hinton"].teacher_views,
+                    help="with --jitter: the jittered views kdlab's engine caches teacher logits on "
+                         "(default: the hinton preset's)")
     args = ap.parse_args()
 
     ds = kdata.load("mnist", sample=args.sample)

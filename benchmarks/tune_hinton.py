@@ -38,12 +38,11 @@ def parse_variant(text: str) -> dict:
 
 def teacher_for(seed: int, data, folder: Path):
     path = folder / f"hinton-teacher-s{seed}.pt"
+    torch.manual_seed(seed)
     teacher = build(PRESET.teacher.arch)
     if path.exists():
         teacher.load_state_dict(torch.load(path))
     else:
-        torch.manual_seed(seed)
-        teacher = build(PRESET.teacher.arch)
         t = PRESET.teacher
         train(teacher, data, epochs=t.epochs, lr=t.lr, jitter=t.jitter, batch_size=t.batch_size, seed=seed,
               progress=False)
