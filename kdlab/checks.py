@@ -41,9 +41,10 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["CheckFailed", "Checker", "as_pairs", "quiet", "randn", "show"]
+__all__ = ["CheckFailed", "Checker", "LogitsProbe", "as_pairs", "quiet", "randn", "show"]
 
 _KDLAB_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_GRADING_DIR = _KDLAB_DIR + "grading" + os.sep   # kdlab grade's stand-ins for the learner's functions
 _THIS_FILE = os.path.abspath(__file__)
 _trusted_depth = 0  # > 0 while a trusted kdlab reference runs on the learner's behalf
 
@@ -100,7 +101,7 @@ def _watch_kdlab(calls: list):
     def hook(frame, event, arg):
         if event == "call" and not _trusted_depth:
             filename = frame.f_code.co_filename
-            if filename.startswith(_KDLAB_DIR) and filename != _THIS_FILE:
+            if filename.startswith(_KDLAB_DIR) and filename != _THIS_FILE and not filename.startswith(_GRADING_DIR):
                 module = frame.f_globals.get("__name__", "kdlab")
                 calls.append(f"{module}.{getattr(frame.f_code, 'co_qualname', frame.f_code.co_name)}")
     previous = sys.getprofile()
@@ -160,6 +161,24 @@ def show(x, limit: int = 24, brief: bool = False) -> str:
     return text if len(text) <= 300 else text[:300] + " ..."
 
 
+class LogitsProbe(torch.nn.Module):
+    """A "model" whose logits are its input rows, negated in training mode (like dropout, training
+    mode changes what it predicts). It records every batch size and whether gradients were on.
+
+    Lesson 4's test of ``count_errors`` feeds it to the learner's function (it lives here, not in
+    the test cell, so that ``kdlab grade`` can rebuild it in the sandbox)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.batch_sizes, self.grad_enabled = [], []
+
+    def forward(self, x):
+        self.batch_sizes.append(len(x))
+        self.grad_enabled.append(torch.is_grad_enabled())
+        return -x * self.scale if self.training else x * self.scale
+
+
 def as_pairs(result) -> list[tuple[int, int]]:
     """Normalize a list of class pairs: each as (smaller, larger) Python ints, order kept."""
     return [tuple(sorted((int(a), int(b)))) for a, b in result]
@@ -177,6 +196,9 @@ class Checker:
         self.reference = reference
         self.trusted = {k: _trust(v) for k, v in (trusted or {}).items()}
         self.count = 0
+        tell = getattr(fn, "_kdlab_trusted", None)   # kdlab grade's stand-ins record the trusted helpers
+        if callable(tell) and type(fn).__module__ == "kdlab.grading.replay":
+            tell(self.trusted)
         if not callable(fn):
             raise CheckFailed(f"{self.name} is not a function (got {type(fn).__name__}): "
                               "run the cell that defines it first")

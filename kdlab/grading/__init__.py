@@ -24,32 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import KdlabError
-from .runner import CSV_FIELDS, GRADED, Options, Summary, grade_class, parse_size  # noqa: F401
-
-STATUSES = {
-    # graded by nbgrader
-    "ok": "graded",
-    "tests_modified": "graded; edited or deleted test cells were restored first",
-    "output_truncated": "graded; output past --max-output was dropped while it ran",
-    "cell_timeout": "graded; some cells were interrupted at the per-cell time limit",
-    "memory_limit": "graded with cells out of memory, or stopped for memory (then score 0)",
-    # not graded: score 0
-    "missing": "the notebook was not handed in",
-    "empty": "the file is empty",
-    "not_json": "the file is not JSON",
-    "truncated": "the file's JSON stops early",
-    "not_notebook": "JSON (or a link or folder) that is not a notebook",
-    "too_large": "the file is over --max-notebook-size",
-    "wrong_assignment": "a notebook of another assignment or lesson",
-    "unexpected": "a notebook the assignment does not have",
-    "unknown_assignment": "a folder named after no assignment of the course",
-    "misplaced": "a notebook outside any assignment folder",
-    "timeout": "still running after --timeout seconds, stopped",
-    "kernel_died": "the kernel exited or died",
-    "crashed": "the grading process died",
-    "error": "nbgrader could not grade it",
-}
-
+from .runner import CSV_FIELDS, Options, Summary, grade_class, parse_size  # noqa: F401
+from .statuses import GRADED, STATUSES  # noqa: F401
 
 def add_cli(sub) -> None:
     """Register ``kdlab grade`` on the ``kdlab`` command's sub-parsers."""
@@ -82,6 +58,9 @@ def add_cli(sub) -> None:
     p.add_argument("--no-feedback", action="store_true", help="skip the HTML feedback")
     p.add_argument("--fresh", action="store_true", help="regrade everything instead of reusing finished grades")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the bubblewrap sandbox (where bwrap is unavailable): the hand-ins' code "
+                        "then runs as you and can forge grades; every row is marked unsandboxed")
     p.set_defaults(func=_cmd_grade)
 
 
@@ -92,7 +71,7 @@ def _cmd_grade(args) -> int:
         workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
         memory=parse_size(args.memory) if args.memory else None, max_output=parse_size(args.max_output),
         max_notebook_size=parse_size(args.max_notebook_size), feedback=not args.no_feedback,
-        fresh=args.fresh, progress=not args.no_progress)
+        fresh=args.fresh, progress=not args.no_progress, sandbox=not args.no_sandbox)
     summary = grade_class(args.submissions, args.out, course=args.course, options=options)
     print(summary.text())
     if summary.interrupted:

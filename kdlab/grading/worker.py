@@ -26,6 +26,8 @@ parent only trusts it when the process exited normally.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -33,6 +35,7 @@ import re
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -40,15 +43,13 @@ import traceback
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook
-from nbgrader.apps.autogradeapp import AutogradeApp
 from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
 from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
-from nbgrader.converters import Autograde, GenerateFeedback
-from nbgrader.preprocessors import ClearHiddenTests, Execute
+from nbgrader.converters import GenerateFeedback
+from nbgrader.preprocessors import ClearHiddenTests
 from traitlets.config import Config
 
-from . import gradebook
+from . import bwrap, gradebook, statuses
 from . import preprocessors as pp
 
 ENV_TOKEN = "KDLAB_GRADE_JOB"
@@ -56,8 +57,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
                "VECLIB_MAXIMUM_THREADS")
 LOG_HEAD = LOG_TAIL = 32 * 1024
 
-# Statuses (docs/grading.md lists them for instructors).
-GRADED_FLAGS = ("memory_limit", "cell_timeout", "output_truncated", "tests_modified")
 
 
 # ----------------------------------------------------------------------------- process isolation
@@ -150,6 +149,8 @@ def isolate(spec: dict) -> BoundedCapture:
     _set_limits(spec)
     for var in THREAD_VARS:
         os.environ[var] = "1"
+    if "torch" in sys.modules:   # preloaded by the server: its thread pool size is set by a call, not the environment
+        sys.modules["torch"].set_num_threads(1)
     os.environ[ENV_TOKEN] = spec["token"]
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.pop("NBGRADER_EXECUTION", None)
@@ -206,29 +207,6 @@ def classify(path: Path, spec: dict) -> tuple[str, str, dict | None]:
     return "", "", nb
 
 
-def _scratch_course(spec: dict) -> Path:
-    """The job's course: config, gradebook, the assignment's non-notebook files, and this hand-in."""
-    master = Path(spec["master"])
-    course = Path(spec["job_dir"]) / "course"
-    a, s, n = spec["assignment"], spec["student"], spec["notebook"]
-    (course / "solutions" / a).mkdir(parents=True)
-    shutil.copy2(master / "nbgrader_config.py", course / "nbgrader_config.py")
-    shutil.copy2(master / "gradebook.db", course / "gradebook.db")
-    for f in sorted((master / "solutions" / a).rglob("*")):
-        if f.is_file() and f.suffix != ".ipynb" and ".ipynb_checkpoints" not in f.parts:
-            target = course / "solutions" / a / f.relative_to(master / "solutions" / a)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, target)
-    folder = course / "submitted" / s / a
-    folder.mkdir(parents=True)
-    for rel, src in spec.get("extras", []):
-        target = folder / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-    shutil.copyfile(spec["source"], folder / f"{n}.ipynb")
-    return course
-
-
 class _Recorder(logging.Handler):
     """Keeps the (bounded) log messages of nbgrader's apps to find what its sanitizer changed."""
 
@@ -270,21 +248,6 @@ def _configured(app_config: Config, cls, trait: str) -> list:
     return list(cls.class_traits()[trait].default())
 
 
-def autograde_config(spec: dict, app_config: Config) -> Config:
-    c = Config()
-    steps = []
-    for step in _configured(app_config, Autograde, "autograde_preprocessors"):
-        steps.append(pp.BoundedExecute if step is Execute or step == "nbgrader.preprocessors.Execute" else step)
-    c.Autograde.autograde_preprocessors = steps
-    c.BoundedExecute.max_output_bytes = int(spec["max_output"])
-    # Every output is in once the last cell has run: stop the kernel at once instead of waiting for it
-    # to wind down (its atexit hooks cannot change a grade; the job's clean-up kills what it leaves).
-    c.BoundedExecute.shutdown_kernel = "immediate"
-    if spec.get("cell_timeout"):
-        c.BoundedExecute.timeout = int(spec["cell_timeout"])
-    return c
-
-
 def feedback_config(app_config: Config) -> Config:
     c = Config()
     steps = _configured(app_config, GenerateFeedback, "preprocessors")
@@ -301,44 +264,21 @@ def feedback_config(app_config: Config) -> Config:
     return c
 
 
-_MODIFIED = re.compile(r"Attribute '(\w+)' for cell (\S+) has changed")
-_ADDED = re.compile(r"Missing grade cell (\S+) encountered")
 _MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory",
                      re.IGNORECASE)
+RESULT_LIMIT = 512 * 2**20    # the sandbox's result file is read only up to this size
 
 
-def _normalized(source) -> str:
-    text = "".join(source) if isinstance(source, list) else str(source or "")
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+class TamperedMaster(RuntimeError):
+    """A file of the master course differs from the digest the parent computed before the job started."""
 
 
-def tampering(nb, db_url: str, assignment: str, notebook: str) -> tuple[list, list]:
-    """``(edited, deleted)`` grade_ids: read-only cells whose source is neither the released nor the
-    instructor's version, and graded cells absent from the hand-in (nbgrader restores both)."""
-    present = {}
-    for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if isinstance(gid, str):
-            present[gid] = cell
-    hider = ClearHiddenTests(enforce_metadata=False)
-    edited, deleted = [], []
-    with Gradebook(db_url) as gb:
-        source_nb = gb.find_notebook(notebook, assignment)
-        graded = {c.name for c in source_nb.grade_cells}
-        for src in source_nb.source_cells:
-            if src.name not in present:
-                if src.name in graded:
-                    deleted.append(src.name)
-                continue
-            if not src.locked:
-                continue
-            released = nbformat.v4.new_code_cell(src.source) if src.cell_type == "code" \
-                else nbformat.v4.new_markdown_cell(src.source)
-            hider._remove_hidden_test_region(released)
-            allowed = {_normalized(src.source), _normalized(released.source)}
-            if _normalized(present[src.name].get("source", "")) not in allowed:
-                edited.append(src.name)
-    return sorted(edited), sorted(deleted)
+def read_verified(master: Path, rel: str, digests: dict) -> bytes:
+    """A master file's bytes, checked against the parent's digest of it."""
+    data = (master / rel).read_bytes()
+    if hashlib.sha256(data).hexdigest() != digests.get(rel):
+        raise TamperedMaster(f"{rel} of the master course changed since the run began")
+    return data
 
 
 def _cell_label(cell, index: int) -> str:
@@ -346,43 +286,91 @@ def _cell_label(cell, index: int) -> str:
     return gid or f"cell {index + 1}"
 
 
-def _inspect(nb) -> dict:
-    """Cells interrupted at the time limit, cells that ran out of memory, in the executed notebook."""
-    found = {"cell_timeout": [], "memory_limit": []}
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
+def _sandbox_env(spec: dict, job: Path) -> dict:
+    if spec.get("sandbox", True):
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env = bwrap.environment(str(job / "work"))
+    env[ENV_TOKEN] = spec["token"]    # without the container, the parent finds leftovers by this token
+    return env
+
+
+def run_sandbox(spec: dict, job: Path, restored, plan_bytes: bytes, deadline: float) -> tuple[dict | None, str]:
+    """Run the hand-in's cells and probes in the sandbox; ``(result, why)`` with result None if it gave none."""
+    for d in ("in", "work", "out"):
+        (job / d).mkdir(parents=True, exist_ok=True)
+    for rel, src in spec.get("extras", []):
+        target = job / "work" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    (job / "in" / "plan.pt").write_bytes(plan_bytes)
+    run = {"cells": restored.run, "cell_timeout": spec.get("cell_timeout") or 60, "max_output": spec["max_output"]}
+    (job / "in" / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    lib = Path(spec["master"]) / "sandbox-lib"
+    cmd = bwrap.command(job, lib) if spec.get("sandbox", True) else bwrap.unsandboxed_command(job, lib)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen(cmd, cwd=job / "work", env=_sandbox_env(spec, job), stdin=subprocess.DEVNULL)
+    try:
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None, "timeout"
+    out = job / "out" / "result.json"
+    if not out.is_file() or out.is_symlink():
+        return None, f"exit {code}"
+    if out.stat().st_size > RESULT_LIMIT:
+        return None, "too much output"
+    try:
+        data = json.loads(out.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, "unreadable"
+    if type(data) is not dict or data.get("done") is not True:
+        return None, f"exit {code}"
+    return data, ""
+
+
+def _outputs(data: dict, index: int) -> list:
+    """The outputs of one cell as the sandbox reported them, kept only where they have nbformat's shape."""
+    cells = data.get("cells")
+    raw = cells.get(str(index)) if type(cells) is dict else None
+    out = []
+    for o in raw if type(raw) is list else []:
+        if type(o) is not dict:
             continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") != "error":
-                continue
-            text = f"{out.get('ename', '')}: {out.get('evalue', '')}"
-            if out.get("ename") == "CellTimeoutError":
-                found["cell_timeout"].append(_cell_label(cell, i))
-            elif _MEMORY.search(text):
-                found["memory_limit"].append(_cell_label(cell, i))
-    return found
+        kind = o.get("output_type")
+        if kind == "stream" and o.get("name") in ("stdout", "stderr") and type(o.get("text")) is str:
+            out.append(nbformat.v4.new_output("stream", name=o["name"], text=o["text"]))
+        elif kind == "display_data" and type(o.get("data")) is dict:
+            data_ = {k: v for k, v in o["data"].items() if type(k) is str and type(v) is str}
+            out.append(nbformat.v4.new_output("display_data", data=data_))
+        elif kind == "error":
+            tb = o.get("traceback")
+            out.append(nbformat.v4.new_output("error", ename=str(o.get("ename", "Error"))[:200],
+                                              evalue=str(o.get("evalue", ""))[:2000],
+                                              traceback=[str(t) for t in tb][:400] if type(tb) is list else []))
+    return out
 
 
-def _scratch_databases_skip_fsync() -> None:
-    """The job's gradebook is a throwaway copy: let SQLite skip the disk syncs of its ~30 commits."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    @event.listens_for(Engine, "connect")
-    def _no_sync(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA synchronous=OFF")
-        cursor.execute("PRAGMA journal_mode=MEMORY")
-        cursor.close()
+def _verdict_output(verdict) -> list:
+    if verdict.passed:
+        return [nbformat.v4.new_output("stream", name="stdout", text=f"\u2714 {verdict.grade_id}: passed\n")]
+    where = "a hidden test" if verdict.hidden else "a check"
+    return [nbformat.v4.new_output("error", ename="CheckFailed", evalue=f"{where} failed",
+                                   traceback=[verdict.message])]
 
 
 def grade(spec: dict, capture: BoundedCapture) -> dict:
-    """Check, grade and write feedback for one hand-in; the result the parent merges."""
+    """Check one hand-in, run it in the sandbox, score it here from what it recorded, write feedback."""
+    from . import restore as rs
+    from . import scoring
+
     a, s, n = spec["assignment"], spec["student"], spec["notebook"]
     job_dir = Path(spec["job_dir"])
+    master = Path(spec["master"])
+    deadline = time.monotonic() + float(spec.get("timeout") or 600)
     result = {"student": s, "assignment": a, "notebook": n, "status": "", "detail": "", "grades": {},
               "late_penalty": 0.0, "timestamp": None, "autograded": None, "feedback": None}
-
     clock = time.monotonic
     t0 = clock()
     timings = result["timings"] = {}
@@ -392,100 +380,184 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
         result.update(status=status, detail=detail)
         return result
 
-    course = _scratch_course(spec)
-    os.chdir(course)
-    _scratch_databases_skip_fsync()
-    edited, deleted = tampering(nb, f"sqlite:///{course / 'gradebook.db'}", a, n)
+    digests = spec["digests"]
+    solution = nbformat.reads(read_verified(master, f"solutions/{a}/{n}.ipynb", digests).decode(), as_version=4)
+    released = nbformat.reads(read_verified(master, f"release/{a}/{n}.ipynb", digests).decode(), as_version=4)
+    plan_bytes = read_verified(master, f"plans/{a}/{n}.pt", digests)
+    restored = rs.restore(nb, released, solution)
     timings["prepare"] = clock() - t0
-    recorder = _Recorder()
-    ok = _run_app(AutogradeApp, [a, f"--student={s}", f"--notebook={n}", "--force"],
-                  lambda config: autograde_config(spec, config), recorder)
-    autograded = course / "autograded" / s / a / f"{n}.ipynb"
-    timings["autograde"] = clock() - t0
-    log_text = "\n".join(recorder.messages)
-    if not ok or not autograded.exists():
-        exc = pp.STATS["exception"] or ""
-        if "DeadKernelError" in exc or "Kernel died" in exc or "Kernel died" in log_text:
-            if _MEMORY.search(capture.text()):
-                result.update(status="memory_limit",
-                              detail=f"the kernel died out of memory (limit {pp.human_bytes(int(spec['memory']))})")
-            else:
-                result.update(status="kernel_died",
-                              detail="the kernel exited or died while the notebook ran (exit(), os._exit(), a crash)")
-        elif ("UnresponsiveKernelError" in log_text or "could not interrupt" in log_text
-              or "CellTimeoutError" in exc):
-            result.update(status="timeout",
-                          detail="the kernel kept running after it was interrupted at the per-cell time limit")
-        elif _MEMORY.search(exc):
-            result.update(status="memory_limit", detail=f"grading ran out of memory ({exc.splitlines()[0][:200]})")
+
+    data, why = run_sandbox(spec, job_dir / "sandbox", restored, plan_bytes, deadline)
+    timings["sandbox"] = clock() - t0
+    if data is None:
+        log = capture.text()
+        if why == "timeout":
+            result.update(status="timeout", detail=f"still running after {float(spec.get('timeout') or 600):g} s: stopped")
+        elif _MEMORY.search(log):
+            result.update(status="memory_limit",
+                          detail=f"the notebook died out of memory (limit {pp.human_bytes(int(spec['memory']))})")
         else:
-            lines = [m for m in recorder.messages if m.strip() and not m.startswith("There was an error")]
-            first = exc.strip().splitlines()[0] if exc.strip() else (lines[-1].strip().splitlines()[-1] if lines
-                                                                     else "nbgrader failed")
-            result.update(status="error", detail=f"nbgrader could not grade it: {first[:300]}")
+            result.update(status="kernel_died",
+                          detail=f"the notebook's process exited or died while it ran ({why}: exit(), os._exit(), a crash)")
         return result
 
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        sub_nb = gb.find_submission_notebook(n, a, s)
-        for g in sub_nb.grades:
-            result["grades"][g.name] = {"auto_score": g.auto_score, "max_score": g.max_score,
-                                        "needs_manual_grade": bool(g.needs_manual_grade)}
-        result["late_penalty"] = float(sub_nb.late_submission_penalty or 0.0)
-        ts = sub_nb.assignment.timestamp
-        result["timestamp"] = ts.isoformat() if ts else None
+    import torch
 
-    executed = nbformat.read(str(autograded), as_version=4)
-    found = _inspect(executed)
-    # nbgrader's sanitizer reports every checksum change, and released test cells always differ from the
-    # source (their hidden tests are stripped): edits are judged above, other attribute changes come from its log.
-    modified = sorted(set(edited) | {m.group(2) for m in map(_MODIFIED.search, recorder.messages)
-                                     if m and m.group(1) != "checksum"})
-    added = sorted(set(deleted) | {m.group(1) for m in map(_ADDED.search, recorder.messages) if m})
+    plan = torch.load(io.BytesIO(plan_bytes), weights_only=False)
+    observed = data.get("observations")
+    verdicts = scoring.judge(solution, plan, observed if type(observed) is dict else {})
+    timings["judge"] = clock() - t0
+
+    executed = restored.notebook
+    roles = {c.grade_id: c for c in scoring.lesson_cells(solution) if c.grade_id}
+    found = {"cell_timeout": [], "memory_limit": []}
+    timed_out = set(i for i in data.get("timed_out", []) if type(i) is int) if type(data.get("timed_out")) is list else set()
+    for i, cell in enumerate(executed.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        role = roles.get(gid)
+        if role is not None and role.kind == "test":
+            cell.outputs = _verdict_output(verdicts[gid]) if gid in verdicts else []
+            continue
+        cell.outputs = _outputs(data, i)
+        if i in timed_out:
+            found["cell_timeout"].append(_cell_label(cell, i))
+        elif any(o.get("output_type") == "error" and _MEMORY.search(f"{o.get('ename')}: {o.get('evalue')}")
+                 for o in cell.outputs):
+            found["memory_limit"].append(_cell_label(cell, i))
+    for gid, role in roles.items():
+        if role.kind == "test":
+            v = verdicts.get(gid)
+            result["grades"][gid] = {"auto_score": role.points if v is not None and v.passed else 0.0,
+                                     "max_score": role.points, "needs_manual_grade": False}
+        elif role.kind == "manual":
+            result["grades"][gid] = {"auto_score": None, "max_score": role.points, "needs_manual_grade": True}
+    result["failed_checks"] = {gid: v.message for gid, v in verdicts.items() if not v.passed}
+
     notes = {}
     if found["memory_limit"]:
         notes["memory_limit"] = (f"ran out of memory (limit {pp.human_bytes(int(spec['memory']))}) in "
                                  + ", ".join(found["memory_limit"]))
     if found["cell_timeout"]:
         notes["cell_timeout"] = "interrupted at the per-cell time limit in " + ", ".join(found["cell_timeout"])
-    if pp.STATS["dropped_bytes"]:
+    if isinstance(data.get("dropped_output"), int) and data["dropped_output"] > 0:
         notes["output_truncated"] = f"output past {pp.human_bytes(int(spec['max_output']))} was dropped"
-    if modified or added:
+    if restored.edited or restored.deleted:
         parts = []
-        if modified:
-            parts.append("edited graded cells were restored: " + ", ".join(modified))
-        if added:
-            parts.append("deleted graded cells were put back: " + ", ".join(added))
+        if restored.edited:
+            parts.append("edited graded cells were restored: " + ", ".join(restored.edited))
+        if restored.deleted:
+            parts.append("deleted graded cells were put back: " + ", ".join(restored.deleted))
         notes["tests_modified"] = "; ".join(parts)
-    flags = [f for f in GRADED_FLAGS if f in notes]
+    odd = scoring.suspicious(restored.answers)
+    if odd:
+        notes["suspicious"] = "answers that touch the grader's machinery, to look at: " + "; ".join(
+            f"{gid} ({what})" for gid, what in odd)
+    if not spec.get("sandbox", True):
+        notes["unsandboxed"] = "graded without the sandbox (--no-sandbox): its code could have read or changed anything"
+    flags = [f for f in statuses.FLAGS if f in notes]
     result["status"] = flags[0] if flags else "ok"
     result["detail"] = "; ".join(notes[f] for f in flags)
-    result["autograded"] = str(autograded.relative_to(job_dir))
+    result["timestamp"] = _timestamp(spec)
 
+    autograded = job_dir / "autograded" / f"{n}.ipynb"
+    autograded.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed, str(autograded))
+    result["autograded"] = str(autograded.relative_to(job_dir))
     if spec.get("feedback", True):
-        fb_ok = _run_app(GenerateFeedbackApp, [a, f"--student={s}", f"--notebook={n}", "--force"],
-                         feedback_config, recorder)
-        page = course / "feedback" / s / a / f"{n}.html"
+        page = feedback(spec, executed, result)
         timings["feedback"] = clock() - t0
-        if fb_ok and page.exists():
+        if page is not None:
             result["feedback"] = str(page.relative_to(job_dir))
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     timings["cpu_grader"] = me.ru_utime + me.ru_stime
-    timings["cpu_kernel"] = kids.ru_utime + kids.ru_stime
+    timings["cpu_sandbox"] = kids.ru_utime + kids.ru_stime
     return result
+
+
+def _timestamp(spec: dict) -> str | None:
+    """The hand-in's ``timestamp.txt`` (nbgrader's submitted/ layout), if it has one."""
+    for rel, src in spec.get("extras", []):
+        if rel == "timestamp.txt":
+            try:
+                from nbgrader.utils import parse_utc
+
+                with open(src, encoding="utf-8", errors="replace") as f:
+                    return parse_utc(f.read(100).strip()).isoformat()
+            except Exception:  # noqa: BLE001 - an unreadable timestamp is no timestamp
+                return None
+    return None
+
+
+def feedback(spec: dict, executed, result: dict) -> Path | None:
+    """nbgrader's feedback page for the graded notebook, in a scratch course of this job's (no hidden tests)."""
+    a, s, n = spec["assignment"], spec["student"], spec["notebook"]
+    master = Path(spec["master"])
+    course = Path(spec["job_dir"]) / "course"
+    (course / "autograded" / s / a).mkdir(parents=True, exist_ok=True)
+    course_db = course / "gradebook.db"
+    course_db.write_bytes(read_verified(master, "gradebook.db", spec["digests"]))
+    (course / "nbgrader_config.py").write_bytes(read_verified(master, "nbgrader_config.py", spec["digests"]))
+    nbformat.write(executed, str(course / "autograded" / s / a / f"{n}.ipynb"))
+    _scratch_databases_skip_fsync()
+    gradebook.merge(f"sqlite:///{course_db}", [{"row": {"assignment": a, "student": s, "notebook": n,
+                                                        "status": result["status"]},
+                                                "grades": result["grades"], "timestamp": result["timestamp"]}])
+    os.chdir(course)
+    ok = _run_app(GenerateFeedbackApp, [a, f"--student={s}", f"--notebook={n}", "--force"], feedback_config,
+                  _Recorder())
+    page = course / "feedback" / s / a / f"{n}.html"
+    return page if ok and page.exists() else None
+
+
+def _scratch_databases_skip_fsync() -> None:
+    """The job's gradebook is a throwaway copy: let SQLite skip the disk syncs of its commits."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if getattr(_scratch_databases_skip_fsync, "done", False):
+        return
+    _scratch_databases_skip_fsync.done = True
+
+    @event.listens_for(Engine, "connect")
+    def _no_sync(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("PRAGMA journal_mode=MEMORY")
+        cursor.close()
 
 
 # ----------------------------------------------------------------------------- building the master course
 
 def generate(spec: dict, capture: BoundedCapture) -> dict:
-    """``nbgrader generate_assignment`` for each assignment, in the master course folder."""
-    os.chdir(spec["course"])
+    """``nbgrader generate_assignment`` for each assignment, then each notebook's plan and the sandbox's kdlab."""
+    import torch
+
+    from . import scoring
+
+    course = Path(spec["course"])
+    os.chdir(course)
     recorder = _Recorder()
     failed = []
     for assignment in spec["assignments"]:
-        if not _run_app(GenerateAssignmentApp, [assignment, "--force"], lambda config: Config(), recorder):
+        if not _run_app(GenerateAssignmentApp, [assignment, "--force", "--CourseDirectory.release_directory=release"],
+                        lambda config: Config(), recorder):
             failed.append(assignment)
-    scores = [] if failed else gradebook.max_scores(f"sqlite:///{Path(spec['course']) / 'gradebook.db'}")
-    return {"failed": failed, "max_scores": scores, "log": "\n".join(recorder.messages[-40:])}
+    if failed:
+        return {"failed": failed, "max_scores": [], "log": "\n".join(recorder.messages[-40:])}
+    for assignment in spec["assignments"]:
+        for path in sorted((course / "solutions" / assignment).glob("*.ipynb")):
+            try:
+                plan = scoring.build_plan(nbformat.read(str(path), as_version=4))
+            except scoring.PlanError as e:
+                return {"failed": [assignment], "max_scores": [], "log": f"{path.name}: {e}"}
+            target = course / "plans" / assignment / f"{path.stem}.pt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(plan, target)
+    bwrap.build_lib(course / "sandbox-lib")
+    scores = gradebook.max_scores(f"sqlite:///{course / 'gradebook.db'}")
+    return {"failed": [], "max_scores": scores, "log": "\n".join(recorder.messages[-40:])}
 
 
 def merge(spec: dict, capture: BoundedCapture) -> dict:
