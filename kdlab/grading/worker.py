@@ -353,11 +353,11 @@ def _outputs(data: dict, index: int) -> list:
 
 
 def _verdict_output(verdict) -> list:
+    """The test cell's output in the graded notebook: the scorer's verdict (a hidden failure: case and hint only)."""
     if verdict.passed:
         return [nbformat.v4.new_output("stream", name="stdout", text=f"\u2714 {verdict.grade_id}: passed\n")]
-    where = "a hidden test" if verdict.hidden else "a check"
-    return [nbformat.v4.new_output("error", ename="CheckFailed", evalue=f"{where} failed",
-                                   traceback=[verdict.message])]
+    return [nbformat.v4.new_output("error", ename="CheckFailed", evalue=verdict.message,
+                                   traceback=[f"CheckFailed: {verdict.message}"])]
 
 
 def grade(spec: dict, capture: BoundedCapture) -> dict:
@@ -418,6 +418,7 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         role = roles.get(gid)
         if role is not None and role.kind == "test":
+            cell.source = role.source    # for the instructor: hidden tests included (feedback strips them)
             cell.outputs = _verdict_output(verdicts[gid]) if gid in verdicts else []
             continue
         cell.outputs = _outputs(data, i)
