@@ -208,3 +208,32 @@ def test_without_bubblewrap_grading_stops_with_one_line(course, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bubblewrap" in lines[0] and "--no-sandbox" in lines[0], proc.stderr
     assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_grades_go_into_the_course_gradebook_for_the_formgrader(course, tmp_path):
+    from nbgrader.api import Gradebook
+
+    mine = tmp_path / "course"
+    shutil.copytree(course, mine)
+    klass = mine / "submitted"
+    for name in rt.BYSTANDERS:
+        rt.write_handin(klass, name, name)
+    proc = grade(klass, mine / "grading", mine, "--into-course")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recorded" in proc.stdout
+    rows = read_csv(mine / "grading" / "grades.csv")
+    with Gradebook(f"sqlite:///{mine / 'gradebook.db'}") as gb:
+        for (student, assignment, notebook), row in rows.items():
+            if row["status"] == "missing":
+                continue
+            nb = gb.find_submission_notebook(notebook, assignment, student)
+            assert float(nb.score) == float(row["score"]), (student, notebook)
+    assert (mine / "feedback" / "honest_drill" / "part4_interview" / "10_interview_drill.html").exists()
+    assert (mine / "autograded" / "honest_part1" / "part1_foundations" / "01_softmax_temperature.ipynb").exists()
+    # a course gradebook that was tampered with is refused, not written into
+    con = sqlite3.connect(mine / "gradebook.db")
+    con.execute("CREATE TRIGGER forged AFTER UPDATE ON grade BEGIN UPDATE grade SET auto_score = max_score; END")
+    con.commit()
+    con.close()
+    proc = grade(klass, mine / "grading", mine, "--into-course")
+    assert proc.returncode != 0 and "trigger forged" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

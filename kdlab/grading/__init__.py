@@ -58,6 +58,10 @@ def add_cli(sub) -> None:
     p.add_argument("--no-feedback", action="store_true", help="skip the HTML feedback")
     p.add_argument("--fresh", action="store_true", help="regrade everything instead of reusing finished grades")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--into-course", action="store_true",
+                   help="also record the grades in the course's gradebook.db (the formgrader's, nbgrader export's) "
+                        "and copy the graded notebooks and feedback into the course's autograded/ and feedback/, "
+                        "ready for `nbgrader release_feedback`")
     p.add_argument("--no-sandbox", action="store_true",
                    help="grade without the bubblewrap sandbox (where bwrap is unavailable): the hand-ins' code "
                         "then runs as you and can forge grades; every row is marked unsandboxed")
@@ -71,7 +75,8 @@ def _cmd_grade(args) -> int:
         workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
         memory=parse_size(args.memory) if args.memory else None, max_output=parse_size(args.max_output),
         max_notebook_size=parse_size(args.max_notebook_size), feedback=not args.no_feedback,
-        fresh=args.fresh, progress=not args.no_progress, sandbox=not args.no_sandbox)
+        fresh=args.fresh, progress=not args.no_progress, sandbox=not args.no_sandbox,
+        into_course=args.into_course)
     summary = grade_class(args.submissions, args.out, course=args.course, options=options)
     print(summary.text())
     if summary.interrupted:

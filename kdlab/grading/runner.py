@@ -61,6 +61,7 @@ class Options:
     fresh: bool = False                 # regrade everything, ignoring finished results
     progress: bool = True
     sandbox: bool = True                # False: --no-sandbox (every row says so)
+    into_course: bool = False           # also record the grades in the course's gradebook, autograded/, feedback/
 
     def resolved(self) -> "Options":
         out = Options(**vars(self))
@@ -183,6 +184,38 @@ class Merger:
             self.pump(final=True)
 
 
+def record_in_course(pool: Pool, course: Path, out: Path, outputs: Outputs, options: Options) -> str:
+    """``--into-course``: every graded row into COURSE/gradebook.db (for the formgrader and ``nbgrader export``),
+    the graded notebooks and feedback pages into COURSE/autograded and COURSE/feedback (for
+    ``nbgrader release_feedback``). A course gradebook holding a trigger or a view is refused, not written."""
+    db = course / "gradebook.db"
+    if not db.is_file() or db.is_symlink():
+        raise KdlabError(f"--into-course: {db} does not exist: run `nbgrader generate_assignment` in {course} first")
+    why = foreign_objects(db)
+    if why:
+        raise KdlabError(f"--into-course: {db} holds what nbgrader never writes ({why}): it was tampered with; "
+                         "rebuild it with `nbgrader db` / `nbgrader generate_assignment` before grading into it")
+    entries = []
+    for key in sorted(outputs.rows):
+        cached = outputs.cached(key)
+        if cached and cached.get("row", {}).get("status") not in (None, "missing"):
+            entries.append({k: cached.get(k) for k in ("row", "grades", "late_penalty", "timestamp")})
+    job = pool.start("merge", {"db": str(db), "entries": entries}, timeout=600)
+    while not pool.wait(0.2):
+        pool.police(10 * (options.memory or 2**30))
+    result = job_outcome(job, options)
+    if "merged" not in result:
+        raise KdlabError(f"--into-course: the grades could not be written to {db}: {result.get('detail', '')}")
+    for tree in ("autograded", "feedback"):
+        for src in sorted((out / tree).rglob("*")):
+            if src.is_file() and not src.is_symlink():
+                target = course / tree / src.relative_to(out / tree)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+    return (f"recorded {result['merged']} notebooks in {db}, and their graded notebooks and feedback in "
+            f"{course / 'autograded'} and {course / 'feedback'}")
+
+
 def foreign_objects(db: Path) -> str:
     """What a gradebook holds that nbgrader never creates (triggers, views), or "" when there is none."""
     try:
@@ -211,6 +244,7 @@ class Summary:
     gradebook_failures: list = field(default_factory=list)
     gradebook_rejected: str = ""
     warnings: list = field(default_factory=list)
+    into_course: str = ""
 
     @property
     def graded(self) -> int:
@@ -238,6 +272,8 @@ class Summary:
         if self.gradebook_rejected:
             lines.append(f"warning: {self.out / 'gradebook.db'} held what nbgrader never writes "
                          f"({self.gradebook_rejected}): it was set aside as gradebook.db.rejected and rebuilt")
+        if self.into_course:
+            lines.append(self.into_course)
         lines += [f"warning: {w}" for w in self.warnings]
         if any(r["status"] == "unsandboxed" for r in self.rows):
             lines.append("warning: graded with --no-sandbox: these grades prove nothing against a deliberate attack")
@@ -292,6 +328,7 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
     interrupted = False
     job_seconds: dict = {}
     setup_seconds = 0.0
+    into_course = ""
     try:
         pool = Pool(run_dir)
         folder, oversized = submissions, {}
@@ -394,6 +431,8 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         bar.close()
         if merger:
             merger.flush(options)
+        if options.into_course and outputs is not None and not interrupted:
+            into_course = record_in_course(pool, course, out, outputs, options)
     finally:
         bar.close()
         if pool is not None:
@@ -406,7 +445,7 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
     summary = Summary(rows=rows_out, seconds=time.perf_counter() - start, csv=out / "grades.csv", out=out,
                       reused=reused, interrupted=interrupted, job_seconds=job_seconds,
                       setup_seconds=setup_seconds, gradebook_failures=list(merger.failures) if merger else [],
-                      gradebook_rejected=merger.rejected if merger else "")
+                      gradebook_rejected=merger.rejected if merger else "", into_course=into_course)
     if master is not None and ms.digests(master) != digests:
         summary.warnings.append("the master course changed while the run went on: run again with --fresh")
     return summary
