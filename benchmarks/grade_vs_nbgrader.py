@@ -102,14 +102,43 @@ def plain_nbgrader(root: Path, submitted: Path, env: dict, feedback: bool) -> di
     return {"seconds": sum(times.values()), "steps": times, "gradebook": course / "gradebook.db"}
 
 
-def kdlab_grade(root: Path, submitted: Path, env: dict, workers: int, feedback: bool, tag: str) -> dict:
+def kdlab_grade(root: Path, submitted: Path, env: dict, workers: int, feedback: bool, tag: str,
+                sandbox: bool = True) -> dict:
     out = root / f"kdlab-out-{tag}"
+    extra = ([] if feedback else ["--no-feedback"]) + ([] if sandbox else ["--no-sandbox"])
     cmd = [sys.executable, "-m", "kdlab.cli", "grade", str(submitted), "--out", str(out), "--workers", str(workers),
-           "--course", str(REPO), "--no-progress"] + ([] if feedback else ["--no-feedback"])
+           "--course", str(REPO), "--no-progress"] + extra
     seconds = run(cmd, root, env)
+    jobs = []
+    for p in (out / ".kdlab-grade" / "results").rglob("*.json"):
+        timings = json.loads(p.read_text()).get("timings") or {}
+        if "sandbox" in timings and "prepare" in timings:
+            jobs.append(timings["sandbox"] - timings["prepare"])
     return {"seconds": seconds, "gradebook": out / "gradebook.db", "csv": out / "grades.csv",
-            "command": "kdlab grade SUBMITTED --out OUT --workers %d --no-progress%s"
-                       % (workers, "" if feedback else " --no-feedback")}
+            "sandbox_seconds": jobs,
+            "command": "kdlab grade SUBMITTED --out OUT --workers %d --no-progress%s" % (workers, "".join(
+                " " + e for e in extra))}
+
+
+def container_start(repeats: int = 5) -> tuple[float, float]:
+    """Median seconds of ``python -I -c pass`` in a bubblewrap sandbox as kdlab grade builds it, and without."""
+    from kdlab.grading import bwrap
+
+    job = Path(tempfile.mkdtemp(prefix="bwrap-cost-"))
+    for d in ("in", "work", "out"):
+        (job / d).mkdir()
+    lib = bwrap.build_lib(job / "lib")
+    boxed = bwrap.command(job, lib)
+    boxed = boxed[:boxed.index("--") + 1] + [os.path.realpath(sys.executable), "-I", "-c", "pass"]
+    plain = [os.path.realpath(sys.executable), "-I", "-c", "pass"]
+    times = {"boxed": [], "plain": []}
+    for _ in range(repeats):
+        for name, cmd in (("boxed", boxed), ("plain", plain)):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - t)
+    shutil.rmtree(job, ignore_errors=True)
+    return sorted(times["boxed"])[repeats // 2], sorted(times["plain"])[repeats // 2]
 
 
 def grades(db: Path) -> dict:
@@ -133,6 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--plain-threads", default="1",
                    help="OMP_NUM_THREADS for plain nbgrader's kernels ('' leaves torch's default)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--sandbox-cost", action="store_true",
+                   help="also run kdlab grade --no-sandbox beside it, and time the container's start alone")
     args = p.parse_args(argv)
     feedback = not args.no_feedback
 
@@ -160,6 +191,8 @@ def main(argv=None) -> int:
         for i in range(args.repeat):
             load_before = os.getloadavg()
             order = ["plain", "kdlab"] if i % 2 == 0 else ["kdlab", "plain"]
+            if args.sandbox_cost:
+                order.append("unsandboxed")
             pair = {}
             for side in order:
                 sub_root = root / f"run{i}-{side}"
@@ -167,7 +200,8 @@ def main(argv=None) -> int:
                 if side == "plain":
                     pair[side] = plain_nbgrader(sub_root, submitted, plain_env, feedback)
                 else:
-                    pair[side] = kdlab_grade(sub_root, submitted, kd_env, args.workers, feedback, str(i))
+                    pair[side] = kdlab_grade(sub_root, submitted, kd_env, args.workers, feedback, str(i),
+                                             sandbox=side == "kdlab")
             load_after = os.getloadavg()
             plain_grades, kd_grades = grades(pair["plain"]["gradebook"]), grades(pair["kdlab"]["gradebook"])
             if plain_grades != kd_grades:
@@ -179,10 +213,20 @@ def main(argv=None) -> int:
                   f"kdlab grade --workers {args.workers} {pair['kdlab']['seconds']:.1f} s; "
                   f"speedup {speedup:.2f}x; identical scores on {len(kd_grades)} grades; "
                   f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+            if "unsandboxed" in pair:
+                boxed, bare = pair["kdlab"]["sandbox_seconds"], pair["unsandboxed"]["sandbox_seconds"]
+                mean = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
+                print(f"  the sandbox's cost: kdlab grade --no-sandbox {pair['unsandboxed']['seconds']:.1f} s in all; "
+                      f"running a hand-in's cells and probes took {mean(boxed):.2f} s per notebook in bubblewrap, "
+                      f"{mean(bare):.2f} s without (+{mean(boxed) - mean(bare):.2f} s per hand-in)")
             results.append({"plain_seconds": pair["plain"]["seconds"], "plain_steps": pair["plain"]["steps"],
                             "kdlab_seconds": pair["kdlab"]["seconds"], "speedup": speedup,
                             "grades_compared": len(kd_grades), "load_before": load_before, "load_after": load_after,
                             "order": order})
+        if args.sandbox_cost:
+            boxed, plain = container_start()
+            print(f"the container alone: `python -I -c pass` takes {boxed * 1000:.0f} ms in bubblewrap, "
+                  f"{plain * 1000:.0f} ms without (+{(boxed - plain) * 1000:.0f} ms per hand-in; median of 5)")
         best = max(r["speedup"] for r in results)
         print(f"speedup of kdlab grade --workers {args.workers} over sequential nbgrader: "
               + ", ".join(f"{r['speedup']:.2f}x" for r in results) + f" (best {best:.2f}x)")

@@ -616,3 +616,37 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "no hand-ins found" in r.stderr
     r = kdlab(str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0", "--course", str(REPO))
     assert r.returncode == 2 and "--workers" in r.stderr
+
+
+def test_the_status_tables_of_the_docs_are_the_codes_table():
+    from kdlab.grading import statuses
+
+    doc = (REPO / "docs" / "grading.md").read_text()
+    assert statuses.markdown_table(graded=True) in doc
+    assert statuses.markdown_table(graded=False) in doc
+    assert set(statuses.GRADED) | {s for s, g, _ in statuses.TABLE if not g} == set(statuses.STATUSES)
+    assert statuses.FLAGS[0] == "unsandboxed"
+
+
+def test_data_from_the_sandbox_is_read_strictly():
+    import base64
+
+    import torch
+
+    from kdlab.grading import transport as tr
+
+    class Liar(str):
+        def __eq__(self, other):
+            return True
+
+    back = tr.decode(json.loads(json.dumps(tr.encode([Liar("B"), torch.arange(3.0), (1, None), {"k": 2.5}]))))
+    assert back == ["B", back[1], (1, None), {"k": 2.5}] and type(back[0]) is str
+    assert torch.equal(back[1], torch.arange(3.0)) and type(back[1]) is torch.Tensor
+    assert isinstance(tr.decode({"t": "opaque", "type": "x", "repr": "y"}), tr.Opaque)
+    assert tr.decode({"t": "opaque", "type": "x"}) != tr.decode({"t": "opaque", "type": "x"})
+    bad = [{"t": "pickle", "v": "..."}, {"t": "int", "v": 3}, {"t": "tensor", "dtype": "object", "shape": [1], "data": ""},
+           {"t": "tensor", "dtype": "float32", "shape": [2], "data": base64.b64encode(b"1234").decode()},
+           {"t": "list", "v": [{"t": "str", "v": 1}]}, ["not", "a", "node"]]
+    for node in bad:
+        with pytest.raises(tr.DecodeError):
+            tr.decode(node)

@@ -1,16 +1,17 @@
-"""``kdlab grade``: batch-grade a class's hand-ins with nbgrader, each isolated, N at a time.
+"""``kdlab grade``: batch-grade a class's hand-ins so that no hand-in can forge its grade.
 
     kdlab grade SUBMISSIONS --out DIR [--workers N] [--timeout S] [--cell-timeout S] [--memory SIZE]
+                [--into-course] [--no-sandbox]
 
 SUBMISSIONS is a folder in nbgrader's layout, STUDENT/ASSIGNMENT/NOTEBOOK.ipynb,
-or a zip of one. Every notebook is graded by nbgrader's own autograder against
-the course's solutions/ (hidden tests restored, edited test cells put back),
-in a process and scratch course of its own with a wall-clock timeout, a
-memory limit and bounded output. DIR receives grades.csv (student,
-assignment, notebook, score, max_score, status, detail), nbgrader's
-gradebook.db, the executed notebooks and HTML feedback without the hidden
-tests. docs/grading.md says what each status means, what the isolation
-defends against and what it does not.
+or a zip of one. Each hand-in's code runs in a bubblewrap sandbox of its own
+(:mod:`.bwrap`, :mod:`.sandbox`); the course's test cells, hidden tests
+included, run outside it on what the learner's functions returned there
+(:mod:`.replay`, :mod:`.scoring`), N hand-ins at a time. DIR receives
+grades.csv (student, assignment, notebook, score, max_score, status,
+detail), nbgrader's gradebook.db, the graded notebooks and HTML feedback
+without the hidden tests. docs/grading.md has the design, each status
+(:mod:`.statuses`) and the threat model.
 
 From Python::
 
@@ -30,12 +31,13 @@ from .statuses import GRADED, STATUSES  # noqa: F401
 def add_cli(sub) -> None:
     """Register ``kdlab grade`` on the ``kdlab`` command's sub-parsers."""
     p = sub.add_parser(
-        "grade", help="grade a class's hand-ins with nbgrader: isolated, in parallel, robust",
-        description="Grade every STUDENT/ASSIGNMENT/NOTEBOOK.ipynb under SUBMISSIONS (a folder or a zip) with "
-                    "nbgrader's autograder against the course's solutions/, each notebook in its own process "
-                    "and scratch course with a timeout and a memory limit, N at a time (--workers). Writes "
-                    "DIR/grades.csv, DIR/gradebook.db, DIR/autograded/ and DIR/feedback/ (HTML without the "
-                    "hidden tests). Re-running the command reuses finished grades.")
+        "grade", help="grade a class's hand-ins: sandboxed, scored outside the sandbox, in parallel",
+        description="Grade every STUDENT/ASSIGNMENT/NOTEBOOK.ipynb under SUBMISSIONS (a folder or a zip) against "
+                    "the course's solutions/: each hand-in's code runs in a bubblewrap sandbox of its own, with a "
+                    "timeout and a memory limit, and the hidden tests run outside it, on what its functions "
+                    "returned, N at a time (--workers). Writes DIR/grades.csv, DIR/gradebook.db, DIR/autograded/ "
+                    "and DIR/feedback/ (HTML without the hidden tests). Re-running the command reuses finished "
+                    "grades.")
     p.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
                    help="folder STUDENT/ASSIGNMENT/NOTEBOOK.ipynb, or a zip of one")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the grades and feedback go")

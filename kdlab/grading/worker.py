@@ -1,24 +1,18 @@
-"""One grading job, run in a process of its own: check one hand-in, grade it with nbgrader, write feedback.
+"""One grading job, a process of its own: check a hand-in, run it in its sandbox, score it here, write feedback.
 
-The parent (:mod:`kdlab.grading.runner`) starts each job as a fresh process
-forked from a server that has already imported nbgrader, so a job costs no
-interpreter start. :func:`child_main` then, before it touches the hand-in:
+The parent (:mod:`.runner`) starts each job as a fresh process forked from a
+server that has nbgrader, torch and the scorer imported (:mod:`.preload`).
+:func:`child_main` then, before it touches the hand-in, starts a new session,
+asks Linux to kill it if its parent dies, sets resource limits that the
+sandbox inherits (address space, file size, CPU time, no core dumps), limits
+torch and BLAS to one thread, and routes its own stdout/stderr (and the
+sandbox's) through a pipe that keeps a bounded head and tail.
 
-* starts a new session (the parent kills the job's whole process group, and
-  every process carrying the job's token in its environment, the notebook's
-  kernel included);
-* asks Linux to kill it if its parent dies, so no job outlives the command;
-* sets resource limits that the kernel inherits: address space (memory),
-  file size, CPU time (a backstop behind the parent's wall-clock timeout), no
-  core dumps;
-* limits torch, OpenMP and BLAS to one thread;
-* routes its own stdout/stderr (nbgrader's log, anything the kernel writes to
-  its file descriptors) through a pipe that keeps a bounded head and tail.
-
-It works in its own scratch copy of the course: the nbgrader config, a copy
-of the gradebook built from solutions/ (hidden tests and checksums included,
-solutions not), the assignment's other files, and this one notebook. Nothing
-else of the class, and not the instructor's gradebook, lies under it.
+A ``grade`` job never runs the learner's code itself. It reads the hand-in
+as data (:func:`classify`, :mod:`.restore`), runs it in a bubblewrap sandbox
+(:mod:`.bwrap`, :mod:`.sandbox`), reads back what the sandbox recorded, and
+scores it with the course's own test cells (:mod:`.scoring`). Every master
+file it reads is checked against the digest the parent took before the run.
 
 The job writes ``result.json`` in its folder as its very last act; the
 parent only trusts it when the process exited normally.
@@ -266,7 +260,7 @@ def feedback_config(app_config: Config) -> Config:
 
 _MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory",
                      re.IGNORECASE)
-RESULT_LIMIT = 512 * 2**20    # the sandbox's result file is read only up to this size
+RESULT_LIMIT = 128 * 2**20    # the sandbox's result file is read only up to this size
 
 
 class TamperedMaster(RuntimeError):

@@ -1,0 +1,115 @@
+"""The scorer outside the sandbox judges every answer as the test cells judge it in the learner's kernel.
+
+For every wrong answer of the answer banks (the COURSE bugs and the other
+plausible mistakes of parts 1 to 3) and for the solutions, each lesson's test
+cells run twice in this process: once on the answer itself, as nbgrader runs
+them, and once as ``kdlab grade`` does (the answer called on the plan's
+hidden inputs, what it did turned into data and back, the test cells run on
+that data with :class:`kdlab.grading.replay.JudgeProxy`). Every test cell must
+pass or fail the same way in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from functools import lru_cache
+
+import pytest
+import torch
+
+from kdlab.grading import replay, scoring
+
+h = pytest.importorskip("nbgrader_harness")
+part1 = pytest.importorskip("part1_answers")
+part2 = pytest.importorskip("part2_answers")
+part3 = pytest.importorskip("test_part3_lesson7_8_answers")
+lesson9 = pytest.importorskip("test_part3_lesson9_grading")
+
+BANKS = [(part1.WRONG, part1.LESSON), (part2.WRONG, part2.LESSON), (part3.WRONG, part3.LESSON),
+         (lesson9.WRONG, {e: lesson9.LESSON for e in lesson9.EXERCISES})]
+CASES = [(lesson_of[ex], ex, label, src) for wrong, lesson_of in BANKS for ex, variants in wrong.items()
+         for label, src in variants.items()]
+
+
+@lru_cache(maxsize=None)
+def lesson(name: str):
+    path = next(h.REPO.glob(f"solutions/*/{name}.ipynb"))
+    nb = json.loads(path.read_text())
+    return nb, scoring.build_plan(nb)
+
+
+@contextlib.contextmanager
+def grading_mode():
+    before = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = before
+
+
+def _answers(nb, overrides: dict) -> tuple[dict, list]:
+    ns = {"__name__": "__main__"}
+    cells = scoring.lesson_cells(nb)
+    torch.manual_seed(0)
+    for c in cells:
+        if c.kind in ("code", "answer"):
+            with contextlib.suppress(Exception):
+                exec(overrides.get(c.grade_id, c.source), ns)  # noqa: S102 - the course's answer banks
+    return ns, cells
+
+
+def in_kernel(nb, overrides: dict) -> dict:
+    """Each test cell's pass/fail when it runs on the answer itself (nbgrader's way)."""
+    ns, cells = _answers(nb, overrides)
+    out = {}
+    for c in cells:
+        if c.kind == "test":
+            try:
+                exec(c.source, ns)  # noqa: S102
+                out[c.grade_id] = True
+            except Exception:  # noqa: BLE001
+                out[c.grade_id] = False
+    return out
+
+
+def replayed(nb, plan, overrides: dict) -> dict:
+    """Each test cell's verdict when the scorer judges the recorded answers (kdlab grade's way, no sandbox)."""
+    ns, _ = _answers(nb, overrides)
+    observed = {}
+    for tid, calls in plan["tests"].items():
+        records = []
+        for call in calls:
+            fn = ns.get(call["fn"])
+            records.append(json.loads(json.dumps(replay.perform(fn, call, None))) if callable(fn) else None)
+        observed[tid] = records
+    return {tid: v.passed for tid, v in scoring.judge(nb, plan, observed).items()}
+
+
+@pytest.mark.parametrize("name", ["01_softmax_temperature", "02_dark_knowledge", "03_kd_loss", "04_teacher",
+                                  "05_distill", "06_dark_knowledge_experiments", "07_feature_distillation",
+                                  "08_compress_for_deployment", "09_distilling_language_models",
+                                  "10_interview_drill"])
+def test_solutions_pass_every_test_cell_when_replayed(name):
+    nb, plan = lesson(name)
+    with grading_mode():
+        verdicts = replayed(nb, plan, {})
+    assert verdicts and all(verdicts.values()), verdicts
+
+
+@pytest.mark.parametrize("lesson_name, exercise, label, source", CASES,
+                         ids=[f"{ex}: {label[:50]}" for _, ex, label, _ in CASES])
+def test_every_wrong_answer_is_judged_as_in_the_kernel(lesson_name, exercise, label, source):
+    nb, plan = lesson(lesson_name)
+    with grading_mode():
+        direct = in_kernel(nb, {exercise: source})
+        judged = replayed(nb, plan, {exercise: source})
+    assert judged == direct
+    assert judged[f"test_{exercise}"] is False, "the bank's wrong answer passes its test"
