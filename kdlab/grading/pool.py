@@ -183,7 +183,7 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def job_outcome(job: Job, options: Options) -> dict:
+def job_outcome(job: Job, options) -> dict:
     """What the job produced, or why it produced nothing."""
     job_dir = Path(job.spec["job_dir"])
     code = job.process.exitcode
@@ -203,7 +203,8 @@ def job_outcome(job: Job, options: Options) -> dict:
         if name == "SIGXCPU":
             return {"status": "timeout", "detail": "used more than its CPU-time limit: stopped"}
         if name == "SIGXFSZ":
-            return {"status": "crashed", "detail": f"wrote a file larger than {human_bytes(options.max_file_size)}: stopped"}
+            return {"status": "crashed",
+                    "detail": f"wrote a file larger than {human_bytes(options.max_file_size)}: stopped"}
         if name == "SIGKILL":
             return {"status": "memory_limit", "detail": "killed by the system (SIGKILL), most likely out of memory"}
         return {"status": "crashed", "detail": f"the grading process died ({name})"}

@@ -372,7 +372,7 @@ class HelperRecorder:
 
 
 class HelperStandIn:
-    """Sandbox side: answers a helper call the solution also made with the recorded reference value; else the learner's own."""
+    """Sandbox side: a helper call the solution also made gets the recorded reference value; others, the learner's."""
 
     def __init__(self, entries: list, own):
         self.entries = {e["fp"]: e for e in entries}

@@ -116,7 +116,7 @@ def _fresh_namespace() -> dict:
 
 
 def build_plan(nb) -> dict:
-    """``{"answers": [names], "tests": {test_id: [call, ...]}, "points": {test_id: points}}`` from a solution notebook."""
+    """A solution notebook's plan: ``{"answers": [names], "tests": {test_id: [call, ...]}, "points", "rng"}``."""
     cells = lesson_cells(nb)
     ns = _fresh_namespace()
     solutions: dict = {}

@@ -386,13 +386,14 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
     if data is None:
         log = capture.text()
         if why == "timeout":
-            result.update(status="timeout", detail=f"still running after {float(spec.get('timeout') or 600):g} s: stopped")
+            limit = float(spec.get("timeout") or 600)
+            result.update(status="timeout", detail=f"still running after {limit:g} s: stopped")
         elif _MEMORY.search(log):
             result.update(status="memory_limit",
                           detail=f"the notebook died out of memory (limit {pp.human_bytes(int(spec['memory']))})")
         else:
-            result.update(status="kernel_died",
-                          detail=f"the notebook's process exited or died while it ran ({why}: exit(), os._exit(), a crash)")
+            result.update(status="kernel_died", detail=f"the notebook's process exited or died while it ran "
+                                                       f"({why}: exit(), os._exit(), a crash)")
         return result
 
     import torch
@@ -405,7 +406,8 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
     executed = restored.notebook
     roles = {c.grade_id: c for c in scoring.lesson_cells(solution) if c.grade_id}
     found = {"cell_timeout": [], "memory_limit": []}
-    timed_out = set(i for i in data.get("timed_out", []) if type(i) is int) if type(data.get("timed_out")) is list else set()
+    timed_out = data.get("timed_out") if type(data.get("timed_out")) is list else []
+    timed_out = {i for i in timed_out if type(i) is int}
     for i, cell in enumerate(executed.cells):
         if cell.get("cell_type") != "code":
             continue
