@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import KdlabError
 from . import handins as hi
+from .bwrap import SANDBOX_FILES
 from .pool import Pool, job_outcome
 
 GRADER_VERSION = "2"
@@ -53,6 +54,10 @@ def course_fingerprints(course: Path, assignments) -> dict:
     base = hashlib.sha256()
     base.update(f"kdlab-grade {GRADER_VERSION} nbgrader {version('nbgrader')}\0".encode())
     base.update((course / "nbgrader_config.py").read_bytes())
+    # The grader's own code that the master and the results depend on: the sandbox's kdlab, the scorer.
+    package = Path(__file__).resolve().parents[1]
+    for rel in sorted(set(SANDBOX_FILES) | {"grading/scoring.py", "grading/restore.py", "grading/worker.py"}):
+        base.update(rel.encode() + b"\0" + (package / rel).read_bytes())
     out = {}
     for a in sorted(assignments):
         h = base.copy()

@@ -28,7 +28,7 @@ CSV_FIELDS = ["student", "assignment", "notebook", "score", "max_score", "status
 NOT_GRADED_NOTE = {"missing"}
 
 
-def _secret(path: Path) -> bytes:
+def secret_key(path: Path) -> bytes:
     """The key that signs this OUT's cached results: made once, readable by its owner only."""
     try:
         if path.is_file() and not path.is_symlink():
@@ -62,7 +62,7 @@ class Outputs:
         self.results = self.state / "results"
         self.max_scores = max_scores
         self.rows: dict = {}
-        self.secret = _secret(self.state / "key")
+        self.secret = secret_key(self.state / "key")
 
     def _sign(self, entry: dict) -> str:
         body = json.dumps({k: v for k, v in entry.items() if k != "signature"}, sort_keys=True)

@@ -41,7 +41,7 @@ from ..errors import KdlabError
 from . import bwrap
 from . import handins as hi
 from . import master as ms
-from .outputs import CSV_FIELDS, STATE, Outputs, _secret, fmt_score, make_row  # noqa: F401
+from .outputs import CSV_FIELDS, STATE, Outputs, fmt_score, secret_key, make_row  # noqa: F401
 from .pool import Job, Pool, job_outcome
 from .statuses import GRADED  # noqa: F401
 
@@ -348,7 +348,7 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         fingerprints = ms.course_fingerprints(course, used)
         overall = hashlib.sha256("".join(fingerprints[a] for a in used).encode()).hexdigest()
         master, max_scores = (ms.build_master(pool, course, used, overall, out / STATE, options,
-                                                _secret(out / STATE / "key"))
+                                                secret_key(out / STATE / "key"))
                               if used else (None, {}))
         digests = ms.digests(master) if master else {}
         ids = ms.grade_ids(course, assignments)   # all of them: a hand-in may be another assignment's notebook
