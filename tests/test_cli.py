@@ -17,10 +17,13 @@ def run_kdlab(*args, env=None, cwd=None, timeout=300):
 
 def test_distill_end_to_end_fast(tmp_path):
     out = tmp_path / "run.json"
-    env = {"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path / "nothing-here")}  # falls back to the shipped sample
+    env = {"KDLAB_FAST": "1", "KDLAB_DATA": "", "XDG_CACHE_HOME": str(tmp_path)}  # no data: the shipped sample
     r = run_kdlab("distill", "--seed", "1", "--json", str(out), "--no-progress", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "student alone" in r.stdout and "student distilled" in r.stdout and "test errors" in r.stdout
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("KDLAB_FAST=1: a smoke test on the mnist sample shipped with kdlab"), first
+    assert "more test errors" not in r.stdout and "fewer test errors" not in r.stdout and "no conclusion" in r.stdout
     results = json.loads(out.read_text())
     for role in ("teacher", "student_scratch", "student_distilled"):
         for key in ("arch", "params", "test_errors", "test_accuracy", "train_seconds"):
@@ -36,7 +39,7 @@ def test_distill_end_to_end_fast(tmp_path):
 def test_distill_hinton_preset_fast_says_how_the_transfer_set_differs(tmp_path):
     out = tmp_path / "h.json"
     r = run_kdlab("distill", "--preset", "hinton", "--json", str(out), "--no-progress",
-                  env={"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path)}, cwd=tmp_path)
+                  env={"KDLAB_FAST": "1", "KDLAB_DATA": "", "XDG_CACHE_HOME": str(tmp_path)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "transfer set is jittered by up to 2 pixels" in r.stdout and "neither has any other regularizer" in r.stdout
     results = json.loads(out.read_text())
@@ -53,7 +56,7 @@ def test_distill_hinton_preset_fast_says_how_the_transfer_set_differs(tmp_path):
 def test_distill_fashion_mnist_fast(tmp_path):
     out = tmp_path / "f.json"
     r = run_kdlab("distill", "--dataset", "fashion-mnist", "--json", str(out), "--no-progress",
-                  env={"KDLAB_FAST": "1", "KDLAB_DATA": str(tmp_path)}, cwd=tmp_path)
+                  env={"KDLAB_FAST": "1", "KDLAB_DATA": "", "XDG_CACHE_HOME": str(tmp_path)}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["dataset"] == "fashion-mnist"
 

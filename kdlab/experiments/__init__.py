@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from .. import paths
+from ..paths import atomic_write
 
 
 @dataclass
@@ -62,11 +64,7 @@ def get(name: str) -> Experiment:
 
 
 def write_json(result: dict, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(result, indent=2) + "\n")
 
 
 def add_cli(sub) -> None:
@@ -93,12 +91,22 @@ def add_cli(sub) -> None:
 def _cmd_experiment(args) -> int:
     exp: Experiment = args._experiment
     options = {opt.name.replace("-", "_"): getattr(args, opt.name.replace("-", "_")) for opt in exp.options}
+    # Checked before the experiment runs: a bad path must not cost its minutes of training.
+    paths.check_seed(args.seed)
+    path = paths.check_output_file(args.json or Path("runs") / f"{exp.name}-s{args.seed}.json", "--json")
+    for opt in exp.options:
+        if opt.type is Path and options[opt.name.replace("-", "_")] is not None:
+            paths.check_output_file(options[opt.name.replace("-", "_")], f"--{opt.name}")
+    from .. import settings
+
+    if settings.fast_mode():
+        print("KDLAB_FAST=1: a smoke test on a small slice of the data, with few epochs; its numbers are "
+              "not results", flush=True)
     result = exp.run(seed=args.seed, progress=not args.no_progress, **options)
     if exp.summarize is not None:
         print(exp.summarize(result))
     else:
         print(json.dumps(result, indent=2))
-    path = args.json or Path("runs") / f"{exp.name}-s{args.seed}.json"
     write_json(result, path)
     print(f"wrote {path}")
     return 0

@@ -22,6 +22,7 @@ From Python::
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import KdlabError
@@ -71,8 +72,15 @@ def add_cli(sub) -> None:
 
 
 def _cmd_grade(args) -> int:
+    from .. import paths
+
     if args.workers is not None and args.workers < 1:
         raise KdlabError(f"--workers must be at least 1, got {args.workers}")
+    if not args.submissions.exists():
+        raise KdlabError(f"{args.submissions} does not exist")
+    paths.check_output_dir(args.out, "--out")
+    if args.course is not None:
+        paths.check_input_dir(args.course, "--course")
     options = Options(
         workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
         memory=parse_size(args.memory) if args.memory else None, max_output=parse_size(args.max_output),
@@ -83,4 +91,8 @@ def _cmd_grade(args) -> int:
     print(summary.text())
     if summary.interrupted:
         raise KeyboardInterrupt
+    if summary.graded == 0:
+        print(f"kdlab: error: no notebook could be graded ({summary.failed} failed, {summary.missing} not handed "
+              "in): check the folder layout STUDENT/ASSIGNMENT/NOTEBOOK.ipynb", file=sys.stderr)
+        return 1
     return 0

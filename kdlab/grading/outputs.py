@@ -20,11 +20,13 @@ import secrets
 import shutil
 from pathlib import Path
 
+from ..paths import atomic_write
 from . import handins as hi
 from .statuses import GRADED
 
 STATE = ".kdlab-grade"
 CSV_FIELDS = ["student", "assignment", "notebook", "score", "max_score", "status", "detail"]
+STUDENT_FIELDS = ["student", "score", "max_score", "graded", "not_handed_in", "not_graded"]
 NOT_GRADED_NOTE = {"missing"}
 
 
@@ -109,24 +111,35 @@ class Outputs:
         entry["signature"] = self._sign(entry)
         path = self.results.joinpath(*key).with_suffix(".json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(entry, indent=1, sort_keys=True))
+        atomic_write(path, json.dumps(entry, indent=1, sort_keys=True))
         self.rows[key] = row
         self.write_csv()
         return entry
 
     def write_csv(self) -> None:
+        """grades.csv (a row per student and notebook) and students.csv (a row per student: the totals)."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
         w.writeheader()
         for key in sorted(self.rows):
             w.writerow({k: self.rows[key].get(k, "") for k in CSV_FIELDS})
-        _atomic_write(self.out / "grades.csv", buf.getvalue())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        atomic_write(self.out / "grades.csv", buf.getvalue())
+        totals: dict = {}
+        for key in sorted(self.rows):
+            row = self.rows[key]
+            t = totals.setdefault(row["student"], {"student": row["student"], "score": 0.0, "max_score": 0.0,
+                                                   "graded": 0, "not_handed_in": 0, "not_graded": 0})
+            t["score"] += float(row.get("score") or 0)
+            t["max_score"] += float(row.get("max_score") or 0)
+            kind = "graded" if row["status"] in GRADED else "not_handed_in" if row["status"] == "missing" \
+                else "not_graded"
+            t[kind] += 1
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=STUDENT_FIELDS, lineterminator="\n")
+        w.writeheader()
+        for t in totals.values():
+            w.writerow({**t, "score": fmt_score(t["score"]), "max_score": fmt_score(t["max_score"])})
+        atomic_write(self.out / "students.csv", buf.getvalue())
 
 
 def make_row(h: hi.HandIn, result: dict, max_scores: dict) -> dict:

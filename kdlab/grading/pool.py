@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import handins as hi
-from .preprocessors import human_bytes
 
 # ----------------------------------------------------------------------------- processes
 
@@ -55,6 +54,14 @@ def _rss(pid: int) -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
 
 
 @dataclass

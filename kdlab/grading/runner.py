@@ -256,16 +256,22 @@ class Summary:
 
     @property
     def failed(self) -> int:
-        return sum(1 for r in self.rows if r["status"] not in GRADED)
+        """Hand-ins that could not be graded (a notebook not handed in is no failure: see ``missing``)."""
+        return sum(1 for r in self.rows if r["status"] not in GRADED and r["status"] != "missing")
+
+    @property
+    def missing(self) -> int:
+        return sum(1 for r in self.rows if r["status"] == "missing")
 
     def text(self) -> str:
         counts = Counter(r["status"] for r in self.rows)
         flagged = ", ".join(f"{counts[s]} {s}" for s in sorted(counts) if s in GRADED and s != "ok")
-        failed = ", ".join(f"{counts[s]} {s}" for s in sorted(counts) if s not in GRADED)
+        failed = ", ".join(f"{counts[s]} {s}" for s in sorted(counts) if s not in GRADED and s != "missing")
         lines = [f"graded {self.graded} notebooks ({counts['ok']} ok, {self.flagged} flagged"
                  + (f": {flagged}" if flagged else "") + f"); failed {self.failed}"
-                 + (f": {failed}" if failed else ""),
-                 f"{len(self.rows)} rows in {self.csv} ({self.reused} reused from an earlier run) in {self.seconds:.1f} s"]
+                 + (f": {failed}" if failed else "") + f"; not handed in {self.missing}",
+                 f"{len(self.rows)} rows in {self.csv} ({self.reused} reused from an earlier run) in {self.seconds:.1f} s;"
+                 f" per-student totals in {self.csv.with_name('students.csv')}"]
         if self.gradebook_failures:
             lines.append(f"warning: the gradebook missed some rows ({self.gradebook_failures[-1]}); "
                          "grades.csv has them all, and a re-run records them")

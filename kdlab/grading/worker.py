@@ -45,6 +45,7 @@ from traitlets.config import Config
 
 from . import bwrap, gradebook, statuses
 from . import preprocessors as pp
+from .pool import human_bytes
 
 ENV_TOKEN = "KDLAB_GRADE_JOB"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -160,7 +161,7 @@ def classify(path: Path, spec: dict) -> tuple[str, str, dict | None]:
     limit = int(spec.get("max_notebook_size") or 0)
     size = path.stat().st_size
     if limit and size > limit:
-        return "too_large", f"the file is {pp.human_bytes(size)}, over the {pp.human_bytes(limit)} limit", None
+        return "too_large", f"the file is {human_bytes(size)}, over the {human_bytes(limit)} limit", None
     raw = path.read_bytes()
     if not raw.strip():
         return "empty", "the file is empty", None
@@ -390,7 +391,7 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
             result.update(status="timeout", detail=f"still running after {limit:g} s: stopped")
         elif _MEMORY.search(log):
             result.update(status="memory_limit",
-                          detail=f"the notebook died out of memory (limit {pp.human_bytes(int(spec['memory']))})")
+                          detail=f"the notebook died out of memory (limit {human_bytes(int(spec['memory']))})")
         else:
             result.update(status="kernel_died", detail=f"the notebook's process exited or died while it ran "
                                                        f"({why}: exit(), os._exit(), a crash)")
@@ -434,12 +435,12 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
 
     notes = {}
     if found["memory_limit"]:
-        notes["memory_limit"] = (f"ran out of memory (limit {pp.human_bytes(int(spec['memory']))}) in "
+        notes["memory_limit"] = (f"ran out of memory (limit {human_bytes(int(spec['memory']))}) in "
                                  + ", ".join(found["memory_limit"]))
     if found["cell_timeout"]:
         notes["cell_timeout"] = "interrupted at the per-cell time limit in " + ", ".join(found["cell_timeout"])
     if isinstance(data.get("dropped_output"), int) and data["dropped_output"] > 0:
-        notes["output_truncated"] = f"output past {pp.human_bytes(int(spec['max_output']))} was dropped"
+        notes["output_truncated"] = f"output past {human_bytes(int(spec['max_output']))} was dropped"
     if restored.edited or restored.deleted:
         parts = []
         if restored.edited:
