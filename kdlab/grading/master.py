@@ -67,6 +67,18 @@ def course_fingerprints(course: Path, assignments) -> dict:
     return out
 
 
+def course_cell_timeout(course: Path, default: int = 60) -> int:
+    """The course's per-cell limit (``c.ExecutePreprocessor.timeout`` in nbgrader_config.py), else ``default``."""
+    try:
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+        value = config.ExecutePreprocessor.get("timeout") if "ExecutePreprocessor" in config else None
+        return int(value) if isinstance(value, (int, float)) and value > 0 else default
+    except Exception:  # noqa: BLE001 - an unreadable config is nbgrader's to report; the default applies
+        return default
+
+
 def grade_ids(course: Path, assignments: dict) -> dict:
     """``{"ASSIGNMENT/NOTEBOOK": [grade_id, ...]}`` of every nbgrader cell of the solutions."""
     out = {}

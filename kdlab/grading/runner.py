@@ -385,7 +385,8 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         bar = _progress(len(outputs.rows) + len(todo), len(outputs.rows), options.progress)
         base = {"master": str(master), "grade_ids": ids, "memory": options.memory,
                 "max_file_size": options.max_file_size, "cpu_seconds": int(options.timeout * 2 + 60),
-                "cell_timeout": options.cell_timeout, "max_output": options.max_output,
+                "cell_timeout": options.cell_timeout or ms.course_cell_timeout(course),
+                "max_output": options.max_output,
                 "max_notebook_size": options.max_notebook_size, "feedback": options.feedback,
                 "timeout": options.timeout, "sandbox": options.sandbox, "digests": digests}
         keys = {}
