@@ -4,8 +4,9 @@ Each hand-in runs :mod:`.sandbox` in a fresh bubblewrap container:
 
 * a private mount namespace built from nothing: the system's ``/usr``
   (read-only), Python's own installation (read-only), the sandbox's kdlab
-  (read-only, :func:`build_lib`), the job's input (read-only), and two
-  writable folders: the hand-in's working folder and the output folder.
+  (read-only, :func:`build_lib`), the job's input and the files handed in
+  (read-only), and a working folder and ``/tmp`` in memory, bounded: nothing
+  the hand-in writes reaches the disk, and its result leaves through a pipe.
   Nothing of the instructor's is there: no course, no solutions, no
   gradebook, no ``--out``, no class folder, no home directory;
 * its own user (nobody, no capabilities), PID, network (loopback only),
@@ -42,7 +43,8 @@ INIT = {
 }
 LIB_MOUNT = "/opt/kdlab-sandbox"
 JOB_MOUNT = "/job"
-TMP_SIZE = 256 * 2**20
+TMP_SIZE = 256 * 2**20     # /tmp, in memory
+WORK_SIZE = 256 * 2**20    # the hand-in's working folder, in memory: nothing it writes reaches the disk
 INSTALL_HINT = ("bubblewrap (bwrap) is needed to grade untrusted hand-ins safely: install it with "
                 "`sudo apt-get install bubblewrap` (Debian/Ubuntu) or `sudo dnf install bubblewrap` (Fedora); "
                 "on macOS or Windows, grade inside a Linux container or VM. `kdlab grade --no-sandbox` grades "
@@ -90,7 +92,10 @@ def _python_roots() -> list:
 
 
 def command(job: Path, lib: Path) -> list:
-    """The bubblewrap command line for one job folder (``in/``, ``work/``, ``out/``)."""
+    """The bubblewrap command line for one job folder (``in/``: the cells and plan; ``handin/``: its files).
+
+    Nothing of the host is writable inside: the working folder and ``/tmp`` are bounded tmpfs, and the
+    result leaves through a pipe (the file descriptor named in ``in/run.json``)."""
     argv = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr"]
@@ -107,8 +112,8 @@ def command(job: Path, lib: Path) -> list:
         argv += ["--ro-bind", root, root]
     argv += ["--ro-bind", str(lib), LIB_MOUNT,
              "--ro-bind", str(job / "in"), f"{JOB_MOUNT}/in",
-             "--bind", str(job / "work"), f"{JOB_MOUNT}/work",
-             "--bind", str(job / "out"), f"{JOB_MOUNT}/out",
+             "--ro-bind", str(job / "handin"), f"{JOB_MOUNT}/handin",
+             "--size", str(WORK_SIZE), "--tmpfs", f"{JOB_MOUNT}/work",
              "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_SIZE), "--tmpfs", "/tmp",
              "--chdir", f"{JOB_MOUNT}/work", "--clearenv"]
     for k, v in environment("/tmp").items():

@@ -14,8 +14,8 @@ course's setup cells, the learner's answer cells and extra cells, and a
 inputs), runs the cells in one IPython shell with the hand-in's folder as
 its working folder (never on ``sys.path``), and at each probe calls the
 learner's function on the recorded inputs (:func:`.replay.perform`). It
-writes ``/job/out/result.json``: each cell's outputs (bounded) and the
-records of the calls. Nothing here decides a score: the trusted scorer
+sends its result through a pipe (``result_fd``): each cell's outputs
+(bounded) and the records of the calls. Nothing here decides a score: the trusted scorer
 reads that file as data.
 """
 
@@ -161,11 +161,13 @@ def _shell(outputs_ref: dict, budget: dict):
     return shell
 
 
-def _write(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+def _send(fd: int, data: dict) -> None:
+    """The result, through the pipe the job reads (no file of the host is writable here)."""
+    payload = json.dumps(data).encode("utf-8")
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view):]
+    os.close(fd)
 
 
 def main(job: str = JOB) -> None:
@@ -173,6 +175,12 @@ def main(job: str = JOB) -> None:
     sys.meta_path.insert(0, StubFinder(lib))
     with open(os.path.join(job, "in", "run.json"), encoding="utf-8") as f:
         spec = json.load(f)
+    result_fd = int(spec["result_fd"])
+    handin = os.path.join(job, "handin")
+    if os.path.isdir(handin) and os.path.realpath(handin) != os.path.realpath(os.getcwd()):
+        import shutil
+
+        shutil.copytree(handin, os.getcwd(), dirs_exist_ok=True)   # the hand-in's files, in its working folder
     import torch
 
     from . import replay
@@ -187,7 +195,6 @@ def main(job: str = JOB) -> None:
     cell_timeout = int(spec.get("cell_timeout") or 0)
     signal.signal(signal.SIGALRM, _alarm)
     result = {"cells": {}, "observations": {}, "timed_out": [], "seconds": {}}
-    out_path = os.path.join(job, "out", "result.json")
     real_out, real_err = sys.stdout, sys.stderr
     for cell in spec["cells"]:
         outputs: list = []
@@ -223,6 +230,6 @@ def main(job: str = JOB) -> None:
         result["seconds"][str(cell["index"])] = time.perf_counter() - start
     result["dropped_output"] = budget["dropped"]
     result["done"] = True
-    _write(out_path, result)
+    _send(result_fd, result)
     sys.stdout.flush()
     os._exit(0)

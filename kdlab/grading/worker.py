@@ -261,7 +261,7 @@ def feedback_config(app_config: Config) -> Config:
 
 _MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory",
                      re.IGNORECASE)
-RESULT_LIMIT = 128 * 2**20    # the sandbox's result file is read only up to this size
+RESULT_LIMIT = 128 * 2**20    # the sandbox's result is read only up to this size
 
 
 class TamperedMaster(RuntimeError):
@@ -290,34 +290,59 @@ def _sandbox_env(spec: dict, job: Path) -> dict:
 
 
 def run_sandbox(spec: dict, job: Path, restored, plan_bytes: bytes, deadline: float) -> tuple[dict | None, str]:
-    """Run the hand-in's cells and probes in the sandbox; ``(result, why)`` with result None if it gave none."""
-    for d in ("in", "work", "out"):
+    """Run the hand-in's cells and probes in the sandbox; ``(result, why)`` with result None if it gave none.
+
+    The result comes back through a pipe, read here up to :data:`RESULT_LIMIT` bytes."""
+    for d in ("in", "handin", "work"):
         (job / d).mkdir(parents=True, exist_ok=True)
     for rel, src in spec.get("extras", []):
-        target = job / "work" / rel
+        target = job / "handin" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
     (job / "in" / "plan.pt").write_bytes(plan_bytes)
-    run = {"cells": restored.run, "cell_timeout": spec.get("cell_timeout") or 60, "max_output": spec["max_output"]}
+    read_fd, write_fd = os.pipe()
+    run = {"cells": restored.run, "cell_timeout": spec.get("cell_timeout") or 60, "max_output": spec["max_output"],
+           "result_fd": write_fd}
     (job / "in" / "run.json").write_text(json.dumps(run), encoding="utf-8")
     lib = Path(spec["master"]) / "sandbox-lib"
     cmd = bwrap.command(job, lib) if spec.get("sandbox", True) else bwrap.unsandboxed_command(job, lib)
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.Popen(cmd, cwd=job / "work", env=_sandbox_env(spec, job), stdin=subprocess.DEVNULL)
+    received = bytearray()
+    overflow = []
+
+    def drain():
+        while True:
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                return
+            if len(received) + len(chunk) > RESULT_LIMIT:
+                overflow.append(True)
+            else:
+                received.extend(chunk)
+
+    try:
+        proc = subprocess.Popen(cmd, cwd=job / "work", env=_sandbox_env(spec, job), stdin=subprocess.DEVNULL,
+                                pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
         return None, "timeout"
-    out = job / "out" / "result.json"
-    if not out.is_file() or out.is_symlink():
-        return None, f"exit {code}"
-    if out.stat().st_size > RESULT_LIMIT:
+    finally:
+        reader.join(timeout=10)
+        os.close(read_fd)
+    if overflow:
         return None, "too much output"
+    if not received:
+        return None, f"exit {code}"
     try:
-        data = json.loads(out.read_text(encoding="utf-8"))
+        data = json.loads(bytes(received).decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None, "unreadable"
     if type(data) is not dict or data.get("done") is not True:
