@@ -159,6 +159,17 @@ subprocess.Popen(["sleep", "301"], start_new_session=True)
 def double(x):
     return 2 * x'''
 
+DISK_FILLER = '''written = 0
+try:
+    for i in range(64):                       # up to 2 GiB, 32 MiB at a time
+        with open(f"fill-{i}", "wb") as f:
+            f.write(b"x" * 2**25)
+        written += 32
+except OSError as e:
+    print("DISK FULL after", written, "MiB:", type(e).__name__)
+def double(x):
+    return 2 * x'''
+
 STUBBORN = '''while True:
     try:
         while True:
@@ -200,6 +211,7 @@ EXPECTED = {
     "slow": ("timeout", 0),           # every cell within the cell limit, the whole past the notebook's
     "daemon": ("suspicious", 3),      # flagged for a look (subprocess), graded as usual
     "snoop": ("suspicious", 3),
+    "disk_filler": ("ok", 3),         # its working folder is a bounded tmpfs: the disk never sees a byte
 }
 # Floods without end: what stops them depends on speed (the kernel's memory, the cell's time limit),
 # so any of these honest statuses is right, as long as the batch goes on and the grader survives.
@@ -270,6 +282,7 @@ def make_class(root: Path, course: Path) -> Path:
     put("slow", slow)
     put("daemon", with_answer(sol, "double", DAEMON))
     put("snoop", with_answer(sol, "double", SNOOP))
+    put("disk_filler", with_answer(sol, "double", DISK_FILLER))
     # rows that need no grading job
     put("misplaced", sol).rename(root / "misplaced" / "lesson.ipynb")
     (root / "misplaced" / "ex").rmdir()
@@ -666,3 +679,11 @@ def test_a_run_that_graded_nothing_says_so_and_fails(course, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert "no notebook could be graded" in proc.stderr and "not handed in" in proc.stdout
+
+
+def test_a_hand_in_cannot_fill_the_disk(graded):
+    _, out, _, _, _ = graded
+    nb = nbformat.read(str(out / "autograded" / "disk_filler" / "ex" / "lesson.ipynb"), as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    line = next(line for line in printed.splitlines() if line.startswith("DISK FULL after"))
+    assert int(line.split()[3]) <= 256, line
