@@ -17,19 +17,19 @@ from pathlib import Path
 from .errors import KdlabError
 
 
-def _nearest_existing(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+def _folder_can_be_made(folder: Path, label: str) -> None:
+    """``folder`` exists or can be made: its nearest existing ancestor is a folder we can write in.
 
-
-def _probe_writable(folder: Path, label: str) -> None:
-    """Create and remove a file in ``folder``: the only sure test (permissions, read-only mounts, /proc)."""
+    A file is created and removed there: the only sure test (permissions, read-only mounts, /proc)."""
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise KdlabError(f"{label}: {base} is a file, so no folder can be made there")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".kdlab-check-")
+        fd, tmp = tempfile.mkstemp(dir=base, prefix=".kdlab-check-")
     except OSError as e:
-        raise KdlabError(f"{label}: cannot write in {folder} ({e.strerror or e})") from None
+        raise KdlabError(f"{label}: cannot write in {base} ({e.strerror or e})") from None
     os.close(fd)
     Path(tmp).unlink(missing_ok=True)
 
@@ -42,10 +42,7 @@ def check_output_file(path, option: str) -> Path:
         raise KdlabError(f"{label} is a folder: give a file name, for example {path / 'results.json'}")
     if path.exists() and not os.access(path, os.W_OK):
         raise KdlabError(f"{label}: the file exists and cannot be written")
-    base = _nearest_existing(path.parent)
-    if not base.is_dir():
-        raise KdlabError(f"{label}: {base} is a file, so no folder can be made there")
-    _probe_writable(base, label)
+    _folder_can_be_made(path.parent, label)
     return path
 
 
@@ -55,10 +52,7 @@ def check_output_dir(path, option: str) -> Path:
     label = f"{option} {path}"
     if path.exists() and not path.is_dir():
         raise KdlabError(f"{label} is a file, not a folder")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise KdlabError(f"{label}: {base} is a file, so no folder can be made there")
-    _probe_writable(base, label)
+    _folder_can_be_made(path, label)
     return path
 
 
