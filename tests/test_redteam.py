@@ -142,12 +142,19 @@ def test_nothing_changes_after_the_command_returns(runs):
 
 def test_the_answer_key_never_reaches_the_hand_ins(runs):
     out = runs["out"]
-    for name in ("read_gradebook", "read_solutions", "read_master", "read_running_test", "copy_classmate"):
+    # What the attackers' cells printed while they ran in the sandbox holds nothing of the key.
+    for name in rt.ATTACKS:
         attack = rt.ATTACKS[name]
         assignment, notebook = attack.lesson.split("/")
-        printed = (out / "autograded" / name / assignment / f"{notebook}.ipynb").read_text()
-        assert "BEGIN SOLUTION" not in printed.split('"source"')[0]
-    # what crossed into a sandbox: the hidden inputs (plans), never the expected outputs
+        import nbformat
+
+        nb = nbformat.read(str(out / "autograded" / name / assignment / f"{notebook}.ipynb"), as_version=4)
+        printed = "".join(str(o.get("text", "")) + str(o.get("evalue", "")) for c in nb.cells
+                          if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade") is not True
+                          for o in c.outputs)
+        for secret in ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "expect_choice(", "expect_number("):
+            assert secret not in printed, (name, secret)
+    # What crossed into a sandbox: the hidden inputs (plans) and a kdlab without any reference.
     master = out / ".kdlab-grade" / "master"
     lib = master / "sandbox-lib" / "kdlab"
     names = {p.relative_to(lib).as_posix() for p in lib.rglob("*.py")}
