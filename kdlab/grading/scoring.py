@@ -84,12 +84,6 @@ def split_hidden(source: str) -> tuple[str, str, str]:
     return "".join(lines[:begin]), "".join(lines[begin + 1:end]), "".join(lines[end + 1:])
 
 
-def visible_source(source: str) -> str:
-    """A test cell as learners see it: the hidden region removed."""
-    before, _, after = split_hidden(source)
-    return before + after
-
-
 @contextlib.contextmanager
 def _quietly():
     """Instructor code prints its all-clear and plots: keep the scorer's own output clean."""
