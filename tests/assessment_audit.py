@@ -82,9 +82,14 @@ def solution_leaks(assignment: str, lesson: str) -> list[Leak]:
     """The leak of every code exercise of one lesson (solution cells with at least NGRAM tokens)."""
     solution = load(REPO / "solutions" / assignment / f"{lesson}.ipynb")
     released = load(REPO / "notebooks" / assignment / f"{lesson}.ipynb")
-    seen = set()
+    seen, starters = set(), {}
     for cell in released["cells"]:
-        seen.update(ngrams(text_tokens(_source(cell))))
+        grams = set(ngrams(text_tokens(_source(cell))))
+        tags = [t.split(":", 1)[1] for t in cell.get("metadata", {}).get("tags", []) if t.startswith("starter:")]
+        for exercise in tags:
+            starters.setdefault(exercise, set()).update(grams)
+        if not tags:
+            seen.update(grams)
     out = []
     for cell in solution["cells"]:
         meta = _nbgrader(cell)
@@ -93,7 +98,10 @@ def solution_leaks(assignment: str, lesson: str) -> list[Leak]:
         match = _SOLUTION.search(_source(cell))
         if not match:
             continue
-        runs = ngrams(code_tokens(textwrap_dedent(match.group(1))))
+        # A fix-the-bug exercise hands the learner code to repair (a cell tagged "starter:<exercise>"):
+        # what must not be given away is the fix, the runs of the solution that the starter lacks.
+        starter = starters.get(meta["grade_id"], set())
+        runs = [r for r in ngrams(code_tokens(textwrap_dedent(match.group(1)))) if r not in starter]
         if not runs:
             continue
         leaked = [r for r in runs if r in seen]
