@@ -687,3 +687,34 @@ def test_a_hand_in_cannot_fill_the_disk(graded):
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     line = next(line for line in printed.splitlines() if line.startswith("DISK FULL after"))
     assert int(line.split()[3]) <= 256, line
+
+
+def test_graders_see_the_model_answer_below_each_written_answer():
+    """The formgrader shows the graded notebook: each hand-graded prompt has its rubric above the
+    learner's answer and the course's model answer below it; the learner's notebook never had it."""
+    from kdlab.grading import scoring
+    from kdlab.grading.restore import restore
+    from kdlab.grading.worker import MODEL_ANSWER, _add_model_answers
+
+    lesson = ("part4_interview", "10_interview_drill")
+    solution = nbformat.read(str(REPO / "solutions" / lesson[0] / f"{lesson[1]}.ipynb"), as_version=4)
+    released = nbformat.read(str(REPO / "notebooks" / lesson[0] / f"{lesson[1]}.ipynb"), as_version=4)
+    roles = {c.grade_id: c for c in scoring.lesson_cells(solution) if c.grade_id}
+    manual = [gid for gid, role in roles.items() if role.kind == "manual"]
+    assert len(manual) >= 4
+    handin = copy.deepcopy(released)
+    for cell in handin.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in manual:
+            cell.source = "My own answer."
+    executed = restore(handin, released, solution).notebook
+    _add_model_answers(executed, roles)
+    cells = executed.cells
+    for gid in manual:
+        (i,) = [k for k, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
+        assert cells[i].source == "My own answer."
+        below = cells[i + 1].source
+        assert below.startswith(MODEL_ANSWER), gid
+        first_line = roles[gid].source.strip().splitlines()[0]
+        assert first_line in below, gid
+        assert first_line not in json.dumps(nbformat.writes(released)), f"{gid}: the learner's notebook holds it"
+        assert "Rubric" in cells[i - 1].source, gid

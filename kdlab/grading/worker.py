@@ -449,6 +449,7 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
         elif any(o.get("output_type") == "error" and _MEMORY.search(f"{o.get('ename')}: {o.get('evalue')}")
                  for o in cell.outputs):
             found["memory_limit"].append(_cell_label(cell, i))
+    _add_model_answers(executed, roles)
     for gid, role in roles.items():
         if role.kind == "test":
             v = verdicts.get(gid)
@@ -497,6 +498,24 @@ def grade(spec: dict, capture: BoundedCapture) -> dict:
     timings["cpu_grader"] = me.ru_utime + me.ru_stime
     timings["cpu_sandbox"] = kids.ru_utime + kids.ru_stime
     return result
+
+
+MODEL_ANSWER = "**Model answer** (shown after grading; the instructor grades with the rubric above):"
+
+
+def _add_model_answers(executed, roles: dict) -> None:
+    """Below each hand-graded answer, the course's model answer, for the grader in the formgrader.
+
+    The learner never had it: it comes from the solution notebook (the released one says
+    "YOUR ANSWER HERE"), and it reaches the learner only with the feedback, after grading.
+    """
+    cells = executed.cells
+    for i in range(len(cells) - 1, -1, -1):
+        gid = cells[i].get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        role = roles.get(gid)
+        if role is not None and role.kind == "manual" and role.source.strip():
+            quoted = "\n".join("> " + line if line.strip() else ">" for line in role.source.strip().splitlines())
+            cells.insert(i + 1, nbformat.v4.new_markdown_cell(f"{MODEL_ANSWER}\n>\n{quoted}"))
 
 
 def _timestamp(spec: dict) -> str | None:
