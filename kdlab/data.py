@@ -454,17 +454,6 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool = True, generator: t
         yield order[start:start + batch_size]
 
 
-def iterate(*tensors: torch.Tensor, batch_size: int = 128, shuffle: bool = True,
-            generator: torch.Generator | None = None, drop_last: bool = False):
-    """Yield aligned mini-batches of in-memory tensors (all on one device)."""
-    n = len(tensors[0])
-    if any(len(t) != n for t in tensors):
-        raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
-    for idx in batch_indices(n, batch_size, shuffle=shuffle, generator=generator,
-                             device=tensors[0].device, drop_last=drop_last):
-        yield tuple(t[idx] for t in tensors)
-
-
 def random_shifts(n: int, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(2, n) int64 tensor of (dy, dx) offsets, each uniform in [-max_shift, max_shift]."""
     return torch.randint(-max_shift, max_shift + 1, (2, n), generator=generator)

@@ -42,8 +42,9 @@ from .losses import _check_alpha, _check_temperature, _kd_kl
 from .models import SmallCNN, count_params
 from .train import evaluate, make_optimizer, warmup_cosine
 
-# In kdlab's SmallCNN, ``features`` is conv-relu-pool, conv-relu-pool: the outputs
-# of the two pooling layers are the two "blocks" (C x 14 x 14, then C x 7 x 7).
+# In kdlab's SmallCNN, ``features`` is conv-pool-relu, conv-pool-relu (pooling first: see
+# models.SmallCNN): the outputs of the two ReLUs (indices 2 and 5) are the two "blocks"
+# (C x 14 x 14, then C x 7 x 7), the same values as relu-then-pool would give.
 CNN_BLOCKS = ("features.2", "features.5")
 
 

@@ -54,12 +54,6 @@ def softmax_t(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     return F.softmax(_check_logits(logits, "logits") / T, dim=-1)
 
 
-def log_softmax_t(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / T) over the last dimension (log-sum-exp, no overflow)."""
-    T = _check_temperature(T)
-    return F.log_softmax(_check_logits(logits, "logits") / T, dim=-1)
-
-
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     r"""T^2 * KL(p_teacher,T || p_student,T), summed over classes, averaged over the batch.
 

@@ -31,13 +31,3 @@ def default_device(prefer: str | None = None) -> torch.device:
         return torch.device("mps")
     return torch.device("cpu")
 
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, torch (CPU and CUDA) and return a torch Generator for batching."""
-    import random
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g

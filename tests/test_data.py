@@ -234,18 +234,12 @@ def test_npm_fallback(monkeypatch, tmp_path, isolated_cache, capfd):
 
 # ----------------------------------------------------------------------------- batching
 
-def test_iterate_covers_every_example_once():
-    x = torch.arange(103)
-    seen = torch.cat([b for (b,) in data.iterate(x, batch_size=10, generator=torch.Generator().manual_seed(1))])
+def test_batch_indices_cover_every_example_once():
+    seen = torch.cat(list(data.batch_indices(103, 10, generator=torch.Generator().manual_seed(1))))
     assert sorted(seen.tolist()) == list(range(103))
-    assert not torch.equal(seen, x)  # shuffled
-    assert len(list(data.iterate(x, batch_size=10, drop_last=True))) == 10
-
-
-def test_iterate_keeps_tensors_aligned():
-    x, y = torch.arange(50), torch.arange(50) * 2
-    for xb, yb in data.iterate(x, y, batch_size=7):
-        assert torch.equal(yb, xb * 2)
+    assert not torch.equal(seen, torch.arange(103))  # shuffled
+    assert len(list(data.batch_indices(103, 10, drop_last=True))) == 10
+    assert torch.equal(torch.cat(list(data.batch_indices(25, 7, shuffle=False))), torch.arange(25))
 
 
 def test_jitter_is_a_translation_within_range():

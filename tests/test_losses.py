@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.losses import distillation_loss, kd_kl, kd_logit_grad, log_softmax_t, softmax_t
+from kdlab.losses import distillation_loss, kd_kl, kd_logit_grad, softmax_t
 
 
 
@@ -43,8 +43,6 @@ def test_softmax_t_stable_on_huge_logits_any_batch_shape():
     z3 = torch.randn(2, 3, 5)
     assert torch.allclose(softmax_t(z3, 3.0), torch.softmax(z3 / 3.0, dim=-1))
     assert torch.allclose(softmax_t(z3, 3.0).sum(-1), torch.ones(2, 3))
-    assert torch.allclose(log_softmax_t(z3, 3.0).exp(), softmax_t(z3, 3.0))
-    assert torch.isfinite(log_softmax_t(z * 1.0, 0.5)).all()
 
 
 @pytest.mark.parametrize("T", [0, -1, float("nan"), float("inf"), "2", True])

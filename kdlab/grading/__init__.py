@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import KdlabError
 from .runner import CSV_FIELDS, Options, Summary, grade_class, parse_size  # noqa: F401
-from .statuses import GRADED, STATUSES  # noqa: F401
+from .statuses import GRADED  # noqa: F401
 
 def add_cli(sub) -> None:
     """Register ``kdlab grade`` on the ``kdlab`` command's sub-parsers."""

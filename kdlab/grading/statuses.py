@@ -38,7 +38,6 @@ TABLE = (
     ("error", False, "the hand-in could not be graded (the detail says why)"),
 )
 
-STATUSES = {name: meaning for name, _, meaning in TABLE}
 GRADED = frozenset(name for name, graded, _ in TABLE if graded)
 # Flags of a graded row, most important first: the row's status is the first that applies.
 FLAGS = tuple(name for name, graded, _ in TABLE if graded and name != "ok")
