@@ -55,7 +55,9 @@ def test_lessons_read_like_a_chapter(lesson):
     assert "$$" in markdown, "key equations in LaTeX"
     for name in EXERCISES[lesson]:
         assert re.search(rf"## \d+\. Exercise \d+ — `{name}\(", markdown), f"{lesson}: no exercise section for {name}"
-    assert markdown.count("<summary><b>Hint</b></summary>") == len(EXERCISES[lesson])
+    for tier in ("Hint 1 · a nudge", "Hint 2 · the key idea"):
+        assert markdown.count(f"<summary><b>{tier}</b></summary>") == len(EXERCISES[lesson]), tier
+    assert "<summary><b>Hint</b></summary>" not in markdown, "a single-tier hint left"
     experiments = [c for c in nb.cells if h.is_experiment(c)]
     assert sum("plt.show()" in c.source for c in experiments) >= 2, "experiments with plots"
     first_code = next(c for c in nb.cells if c.cell_type == "code")
