@@ -141,9 +141,12 @@ def test_pointers_reach_every_part_of_the_course():
 # ----------------------------------------------------------------------------- cells and conventions
 
 MC_IDS = ["q_soft_labels", "q_temperature", "q_t_squared", "q_loss", "q_compression", "q_kl_direction",
-          "q_caching", "q_on_policy", "q_distilbert", "q_capacity_gap", "q_fitnets_regressor"]
+          "q_caching", "q_on_policy", "q_distilbert", "q_capacity_gap", "q_fitnets_regressor",
+          "q_teacher_eval_mode", "q_jitter_roll", "q_width_temperature", "q_pruned_file", "q_inductive_bias",
+          "q_stable_softmax"]
 NUMERIC_IDS = ["n_softened_prob", "n_t_squared_factor", "n_prob_ratio", "n_kd_gradient", "n_mean_vs_batchmean",
-               "n_kl_value", "n_cache_speedup", "n_sparse_bytes"]
+               "n_kl_value", "n_cache_speedup", "n_sparse_bytes",
+               "n_gap_closed", "n_soft_same_images", "n_deployed_size_ratio", "n_high_t_cost"]
 EXPLAIN_IDS = ["explain_soft_labels", "explain_loss", "explain_compression", "explain_llm_kl"]
 
 
@@ -179,7 +182,28 @@ def test_graded_cells_follow_the_grade_id_conventions():
 
 def test_multiple_choice_answers_spread_over_the_letters():
     letters = [re.search(r'return "([A-D])"', h.cell(solution(), n).source).group(1) for n in MC_IDS]
-    assert {letters.count(x) for x in "ABCD"} <= {2, 3, 4} and len(set(letters)) == 4
+    share = len(letters) / 4
+    assert all(share - 1 <= letters.count(x) <= share + 1 for x in "ABCD"), letters
+    for period in (2, 3, 4):   # no letter dominates any residue class: tests/test_assessment.py measures the cycles
+        for r in range(period):
+            column = letters[r::period]
+            assert max(column.count(x) for x in "ABCD") <= len(column) / 2 + 0.5, (period, r, letters)
+
+
+def test_the_prose_counts_the_graded_questions():
+    nb = solution()
+    prompts = [c.source for c in nb.cells if c.cell_type == "markdown" and re.match(r"\*\*(MC|N)\d+\.\*\*", c.source)]
+    numbers = {kind: [int(n) for k, n in (re.match(r"\*\*(MC|N)(\d+)\.", p).groups() for p in prompts) if k == kind]
+               for kind in ("MC", "N")}
+    assert numbers == {"MC": list(range(1, len(MC_IDS) + 1)), "N": list(range(1, len(NUMERIC_IDS) + 1))}
+    intro = nb.cells[0].source
+    assert f"{len(MC_IDS)} graded multiple-choice and\n{len(NUMERIC_IDS)} numeric questions" in intro
+    graded = next(c.source for c in nb.cells if c.source.startswith("## 8. Graded questions"))
+    assert f"There are {len(MC_IDS)} multiple-choice questions (MC1 to MC{len(MC_IDS)})" in graded
+    assert f"{len(NUMERIC_IDS)} numeric questions (N1 to N{len(NUMERIC_IDS)})" in graded
+    reviews = [re.search(r'review="([^"]+)"', h.cell(nb, f"test_{n}").source).group(1) for n in MC_IDS]
+    covered = {int(n) for r in reviews for n in re.findall(r"Lesson (\d+)", r)}
+    assert set(range(1, 10)) <= covered, set(range(1, 10)) - covered
 
 
 def test_explain_prompts_are_manually_graded_markdown_with_a_rubric():

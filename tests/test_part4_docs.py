@@ -485,7 +485,7 @@ def test_release_fetch_submit_collect_autograde_feedback(exchange):
     nbgrader("grader", "autograde", ASSIGNMENT)
     grades = h.scores(course, ASSIGNMENT)[student][LESSON]
     autograded = {k: v for k, v in grades.items() if k.startswith("test_")}
-    assert sum(s for s, _ in autograded.values()) == 18 and autograded["test_q_loss"] == (0.0, 1.0)
+    assert sum(s for s, _ in autograded.values()) == len(autograded) - 1 == 28 and autograded["test_q_loss"] == (0.0, 1.0)
 
     nbgrader("grader", "generate_feedback", ASSIGNMENT, "--force")
     page = (course / "feedback" / student / ASSIGNMENT / f"{LESSON}.html").read_text()
@@ -528,6 +528,82 @@ def test_kdlab_grade_on_the_collected_hand_ins(exchange, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = list(csv.DictReader((out / "grades.csv").open()))
     assert (row["assignment"], row["notebook"], row["status"]) == (ASSIGNMENT, LESSON, "ok")
-    assert (float(row["score"]), float(row["max_score"])) == (18, 31)   # 19 autograded points, one wrong; 12 by hand
+    assert (float(row["score"]), float(row["max_score"])) == (28, 41)   # 29 autograded points, one wrong; 12 by hand
     page = (out / "feedback" / row["student"] / ASSIGNMENT / f"{LESSON}.html").read_text()
     assert "expect_choice" not in page and "is not the best answer" in page
+
+
+# ----------------------------------------------------------------------------- lesson 10 reads the course's results
+
+RESULTS = DOCS / "results"
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def _gap_closed():
+    r = json.loads((RESULTS / "distill-quick-seeds.json").read_text())
+    t, a, d = (r[k]["test_errors"] for k in ("teacher", "student_scratch", "student_distilled"))
+    rows = [[s, *x] for s, *x in zip(r["seeds"], t, a, d)]
+    return "distill-quick-seeds.json", rows, (_mean(a) - _mean(d)) / (_mean(a) - _mean(t))
+
+
+def _soft_same_images():
+    r = json.loads((RESULTS / "few-labels-s0.json").read_text())
+    s = r["students"]
+    rows = [[s["hard_labels"]["images"], r["hard_labels_test_errors"]],
+            [s["soft_targets"]["images"], r["soft_targets_test_errors"]],
+            [s["soft_targets_same_images"]["images"], r["soft_targets_same_images_test_errors"]],
+            [r["train_size"], r["teacher_test_errors"]]]
+    assert s["hard_labels"]["test_errors"] == r["hard_labels_test_errors"]
+    assert s["soft_targets_same_images"]["test_errors"] == r["soft_targets_same_images_test_errors"]
+    value = 1 - r["soft_targets_same_images_test_errors"] / r["hard_labels_test_errors"]
+    return "few-labels-s0.json", rows, value
+
+
+def _deployed_size_ratio():
+    r = json.loads((RESULTS / "compress-s0.json").read_text())
+    rows = [[x["params"], round(100 * x["sparsity"]), x["size_bytes"], x["state_dict_bytes"], x["latency_ms"],
+             x["test_errors"]] for x in r["rows"]]
+    assert "deployed" in r["rows"][-1]["name"] and "teacher" in r["rows"][0]["name"]
+    return "compress-s0.json", rows, r["rows"][0]["size_bytes"] / r["rows"][-1]["size_bytes"]
+
+
+def _high_t_cost():
+    r = json.loads((RESULTS / "temperature-vs-width-s0.json").read_text())
+    key = {T: next(k for k in r["test_errors"][str(r["widths"][0])] if float(k) == T) for T in r["temperatures"]}
+    rows = [[w, r["student_alone_test_errors"][str(w)], *(r["test_errors"][str(w)][key[T]] for T in r["temperatures"])]
+            for w in r["widths"]]
+    small = rows[0][2:]
+    return "temperature-vs-width-s0.json", rows, (small[-1] - min(small)) / min(small)
+
+
+READ_THE_RESULT = {"n_gap_closed": _gap_closed, "n_soft_same_images": _soft_same_images,
+                   "n_deployed_size_ratio": _deployed_size_ratio, "n_high_t_cost": _high_t_cost}
+
+
+def _as_number(text: str) -> float:
+    return float(text.replace(",", "").rstrip("%").strip())
+
+
+@pytest.mark.parametrize("name", sorted(READ_THE_RESULT))
+def test_read_the_result_questions_agree_with_the_json(name):
+    """The table in the question and the hidden test's expected value are the JSON's, recomputed here."""
+    source, rows, value = READ_THE_RESULT[name]()
+    nb = h.load(h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb")
+    answer = h.cell(nb, name)
+    i = nb.cells.index(answer)
+    prompt, test = nb.cells[i - 1].source, nb.cells[i + 1].source
+    assert f"docs/results/{source}" in prompt, f"{name}: the question names no docs/results/{source}"
+    shown = [[_as_number(c) for c in row if re.fullmatch(r"[\d,.]+%?", c)] for row in table_rows(prompt)[1:]]
+    assert shown == [[float(x) for x in row] for row in rows], f"{name}: the table disagrees with {source}"
+    literal = re.search(rf'expect_number\("{name}", answer, (.+?), rel_tol=', test).group(1)
+    expected = eval(literal, {"__builtins__": {}})
+    assert expected == pytest.approx(value, rel=1e-12, abs=0), (
+        f"{name}: the hidden test expects {literal} = {expected}, the JSON gives {value}")
+    assert "rel_tol=0.01" in test and "review=\"Lesson " in test
+    # and the solution computes it
+    ns = {}
+    exec(answer.source, ns)
+    assert ns[name]() == pytest.approx(value, rel=1e-12)

@@ -22,9 +22,12 @@ import nbgrader_harness as h
 ASSIGNMENT = "part4_interview"
 LESSON = "10_interview_drill"
 MC_IDS = ["q_soft_labels", "q_temperature", "q_t_squared", "q_loss", "q_compression", "q_kl_direction",
-          "q_caching", "q_on_policy", "q_distilbert", "q_capacity_gap", "q_fitnets_regressor"]
+          "q_caching", "q_on_policy", "q_distilbert", "q_capacity_gap", "q_fitnets_regressor",
+          "q_teacher_eval_mode", "q_jitter_roll", "q_width_temperature", "q_pruned_file", "q_inductive_bias",
+          "q_stable_softmax"]
 NUMERIC_IDS = ["n_softened_prob", "n_t_squared_factor", "n_prob_ratio", "n_kd_gradient", "n_mean_vs_batchmean",
-               "n_kl_value", "n_cache_speedup", "n_sparse_bytes"]
+               "n_kl_value", "n_cache_speedup", "n_sparse_bytes",
+               "n_gap_closed", "n_soft_same_images", "n_deployed_size_ratio", "n_high_t_cost"]
 EXPLAIN_IDS = ["explain_soft_labels", "explain_loss", "explain_compression", "explain_llm_kl"]
 AUTOGRADED = MC_IDS + NUMERIC_IDS
 
@@ -43,6 +46,10 @@ WRONG_NUMBERS = {
     "n_kl_value": [0.1927, 0.3219, KDLAB_KL],                     # KL(q||p); in bits; right value, but by kdlab
     "n_cache_speedup": [5.0, 10.0, 1.4],                          # 1 + 4; the epochs; with / without
     "n_sparse_bytes": [250_000, 1_000_000, 1_125_000],            # no bitmask; dense; bitmask + dense
+    "n_gap_closed": [0.4245, 0.2324, 0.6429],                     # the gap left; 1 - distilled/alone; seed 0 only
+    "n_soft_same_images": [0.5782, 0.8875, 0.4572],               # the errors left; all 60,000 images; gap to the teacher
+    "n_deployed_size_ratio": [17.78, 4.705, 3.551],               # plain state_dicts; parameters; latency
+    "n_high_t_cost": [0.1583, 0.0778, 57],                        # divided by T = 20's errors; against T = 8; in errors
 }
 # More wrong answers, checked in-process.
 MORE_WRONG_NUMBERS = {
@@ -54,6 +61,10 @@ MORE_WRONG_NUMBERS = {
     "n_kl_value": [0.9163, 0.2, 0.226],
     "n_cache_speedup": [3.5, 3.65, 14 / 50],
     "n_sparse_bytes": [375_000 * 1.02, 500_000, 125_000],
+    "n_gap_closed": [0.7676, 40.67, 0.5, 0.5755 * 1.02],
+    "n_soft_same_images": [1.729, 566, 0.0, 0.4218 * 1.02],
+    "n_deployed_size_ratio": [10.35, 0.02064, 48.45 * 1.02, 1.0],
+    "n_high_t_cost": [0.01307, 1.1881, -0.1067, 0.1881 * 1.02],
 }
 # Right answers written differently: they keep the points.
 RIGHT_NUMBERS = {
@@ -65,6 +76,10 @@ RIGHT_NUMBERS = {
     "n_kl_value": ["0.2231", "0.223"],
     "n_cache_speedup": ["3.57", "50 / 14"],
     "n_sparse_bytes": ["375000", "3.75e5"],
+    "n_gap_closed": ["0.5755", "122 / 212", "((174 - 129) / 70 + (171 - 138) / 62 + (180 - 136) / 80) / 3"],
+    "n_soft_same_images": ["0.4218", "566 / 1342"],
+    "n_deployed_size_ratio": ["48.45", "1689549 / 34870"],
+    "n_high_t_cost": ["0.1881", "57 / 303"],
 }
 
 
