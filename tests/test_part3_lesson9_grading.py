@@ -17,7 +17,13 @@ import nbgrader_harness as h
 
 ASSIGNMENT = "part3_beyond"
 LESSON = "09_distilling_language_models"
-EXERCISES = ["forward_kl", "reverse_kl", "generalized_jsd"]
+EXERCISES = ["forward_kl", "reverse_kl", "generalized_jsd", "gkd_step"]
+# The families of wrong answers each exercise's bank must cover; the k-th wrong submission takes one of the k-th.
+FAMILIES = {"forward_kl": ["direction", "probabilities", "averaging"],
+            "reverse_kl": ["direction", "probabilities", "averaging"],
+            "generalized_jsd": ["direction", "probabilities", "averaging"],
+            "gkd_step": ["policy", "gradient", "averaging", "direction", "models"]}
+WRONG_SUBMISSIONS = max(len(f) for f in FAMILIES.values())
 SOLUTION = h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb"
 
 
@@ -58,6 +64,29 @@ def generalized_jsd(teacher_logits, student_logits, beta):
     kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
     return (beta * kl_pm + (1 - beta) * kl_qm).mean()
 '''
+
+GKD = '''
+def gkd_step(student, teacher, prompts, n_new, beta, lmbda):
+    writer = student if torch.rand(()) < lmbda else teacher
+    tokens = prompts
+    with torch.no_grad():
+        for _ in range(n_new):
+            probs = torch.softmax(writer(tokens)[:, -1], dim=-1)
+            tokens = torch.cat([tokens, torch.multinomial(probs, 1)], dim=1)
+        t_logits = teacher(tokens[:, :-1])
+    s_logits = student(tokens[:, :-1])
+    first = prompts.shape[1] - 1
+    return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)
+'''
+
+# The same, with the JSD written out (for the bugs a learner's own generalized_jsd would hide).
+GKD_OWN_JSD = edit(GKD, ("    return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)", '''
+    log_p = torch.log_softmax(t_logits[:, first:], dim=-1)
+    log_q = torch.log_softmax(s_logits[:, first:], dim=-1)
+    log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0)
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(-1)
+    return (beta * kl_pm + (1 - beta) * kl_qm).mean()'''.strip("\n")))
 
 # The wrong answers each hidden test suite must catch: each is the solution with one mistake. The issue names
 # three families: the wrong direction, probabilities in place of log-probabilities, the wrong averaging.
@@ -185,6 +214,54 @@ WRONG = {
         "softmax over the first dimension": edit(JSD, ("torch.log_softmax(student_logits, dim=-1)",
                                                       "torch.log_softmax(student_logits, dim=0)")),
     },
+    "gkd_step": {
+        "policy: always off-policy (lmbda ignored, the teacher writes)": edit(
+            GKD, ("student if torch.rand(()) < lmbda else teacher", "teacher")),
+        "policy: always on-policy (lmbda ignored, the student writes)": edit(
+            GKD, ("student if torch.rand(()) < lmbda else teacher", "student")),
+        "policy: lmbda read the wrong way round": edit(GKD, ("torch.rand(()) < lmbda", "torch.rand(()) > lmbda")),
+        "policy: a coin per sequence, not one per batch": src('''
+            def gkd_step(student, teacher, prompts, n_new, beta, lmbda):
+                mine = torch.rand(prompts.shape[0]) < lmbda
+                tokens = prompts
+                with torch.no_grad():
+                    for _ in range(n_new):
+                        probs = torch.where(mine[:, None], torch.softmax(student(tokens)[:, -1], dim=-1),
+                                            torch.softmax(teacher(tokens)[:, -1], dim=-1))
+                        tokens = torch.cat([tokens, torch.multinomial(probs, 1)], dim=1)
+                    t_logits = teacher(tokens[:, :-1])
+                s_logits = student(tokens[:, :-1])
+                first = prompts.shape[1] - 1
+                return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)
+        '''),
+        "policy: greedy decoding, not sampling": edit(GKD, ("torch.multinomial(probs, 1)", "probs.argmax(-1, keepdim=True)")),
+        "gradient: into the teacher": edit(GKD_OWN_JSD, ("        t_logits = teacher(tokens[:, :-1])\n", ""),
+                                           ("    s_logits = student(tokens[:, :-1])",
+                                            "    s_logits = student(tokens[:, :-1])\n    t_logits = teacher(tokens[:, :-1])")),
+        "gradient: none (the student's logits under no_grad too)": edit(
+            GKD, ("    s_logits = student(tokens[:, :-1])\n", ""),
+            ("        t_logits = teacher(tokens[:, :-1])\n",
+             "        t_logits = teacher(tokens[:, :-1])\n        s_logits = student(tokens[:, :-1])\n")),
+        "gradient: through the sampling (a score-function term)": edit(
+            GKD, ("    return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)",
+                  "    loss = generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)\n"
+                  "    logq = torch.log_softmax(student(tokens)[:, first:-1], -1).gather(-1, tokens[:, first + 1:, None]).sum()\n"
+                  "    return loss + loss.detach() * (logq - logq.detach())")),
+        "averaging: the prompts' positions scored too": edit(GKD, ("first = prompts.shape[1] - 1", "first = 0")),
+        "averaging: summed over the new positions": edit(
+            GKD, ("return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta)",
+                  "return generalized_jsd(t_logits[:, first:], s_logits[:, first:], beta) * n_new")),
+        "averaging: off by one, the positions after each new token": edit(
+            GKD, ("t_logits = teacher(tokens[:, :-1])", "t_logits = teacher(tokens)"),
+            ("s_logits = student(tokens[:, :-1])", "s_logits = student(tokens)"),
+            ("first = prompts.shape[1] - 1", "first = prompts.shape[1]")),
+        "direction: beta swapped, JSD(1 - beta)": edit(GKD, ("s_logits[:, first:], beta)", "s_logits[:, first:], 1 - beta)")),
+        "direction: teacher and student swapped in the JSD": edit(
+            GKD_OWN_JSD, ("log_p = torch.log_softmax(t_logits", "log_p = torch.log_softmax(s_logits"),
+            ("log_q = torch.log_softmax(s_logits", "log_q = torch.log_softmax(t_logits")),
+        "models: the teacher frozen by switching off requires_grad": edit(
+            GKD, ("    writer = student", "    teacher.requires_grad_(False)\n    writer = student")),
+    },
 }
 
 # Correct answers written differently: they must keep full marks.
@@ -216,6 +293,26 @@ RIGHT = {
             out = (beta * kl_pm + (1 - beta) * kl_qm).sum(-1).mean()
             return out.to(student_logits.dtype)
     '''),
+    # a coin from torch.bernoulli, Gumbel-max sampling, a self-contained JSD in probability space (float64),
+    # the teacher put in eval mode (pitfall 4)
+    "gkd_step": src('''
+        def gkd_step(student, teacher, prompts, n_new, beta, lmbda):
+            teacher.eval()
+            on_policy = bool(torch.bernoulli(torch.tensor(float(lmbda))))
+            text = prompts.clone()
+            for _ in range(n_new):
+                with torch.no_grad():
+                    logits = (student if on_policy else teacher)(text)[:, -1].double()
+                gumbel = -torch.log(-torch.log(torch.rand(logits.shape, dtype=torch.float64).clamp_min(1e-300)))
+                text = torch.cat([text, (logits + gumbel).argmax(-1, keepdim=True)], dim=1)
+            inputs, n_prompt = text[:, :-1], prompts.shape[1]
+            p = torch.softmax(teacher(inputs).detach()[:, n_prompt - 1:].double(), dim=-1)
+            q = torch.softmax(student(inputs)[:, n_prompt - 1:].double(), dim=-1)
+            m = beta * p + (1 - beta) * q
+            jsd = beta * (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1) \\
+                + (1 - beta) * (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
+            return jsd.mean().float()
+    '''),
 }
 
 WRAPPERS = {
@@ -224,6 +321,8 @@ WRAPPERS = {
                    "    return kdlab.lm.losses.reverse_kl(teacher_logits.clone(), student_logits) + 0.0"),
     "generalized_jsd": ("import functools\nfrom kdlab.lm import losses as _l\n\n"
                         "generalized_jsd = functools.partial(_l.generalized_jsd)"),
+    "gkd_step": "import kdlab.lm.losses as _losses\n\n" + edit(
+        GKD, ("return generalized_jsd(", "return _losses.generalized_jsd(")),
 }
 
 NOISE = '''
@@ -277,9 +376,10 @@ def graded(tmp_path_factory):
     released = course / "notebooks" / ASSIGNMENT / SOLUTION.name
     h.submit(course, "solution", ASSIGNMENT, {LESSON: solution()})
     h.submit(course, "released", ASSIGNMENT, {LESSON: released})
-    for label in ["direction", "probabilities", "averaging"]:   # one wrong answer of the family per exercise
-        picks = {name: next(s for lab, s in WRONG[name].items() if lab.startswith(label)) for name in EXERCISES}
-        h.submit(course, f"wrong_{label}", ASSIGNMENT, {LESSON: with_answers(picks)})
+    for k in range(WRONG_SUBMISSIONS):   # one wrong answer of an exercise's k-th family, for each exercise that has one
+        picks = {name: next(s for lab, s in WRONG[name].items() if lab.startswith(FAMILIES[name][k] + ":"))
+                 for name in EXERCISES if k < len(FAMILIES[name])}
+        h.submit(course, f"wrong_{k}", ASSIGNMENT, {LESSON: with_answers(picks)})
     h.submit(course, "alternative", ASSIGNMENT, {LESSON: with_answers(RIGHT)})
     h.submit(course, "noisy", ASSIGNMENT, {LESSON: with_answers(
         {name: noisy(h.cell(solution(), name).source, name) for name in EXERCISES})})
@@ -316,10 +416,13 @@ def test_released_notebook_gets_zero(graded):
     assert {e: s[0] for e, s in scores["released"].items()} == {e: 0 for e in EXERCISES}
 
 
-@pytest.mark.parametrize("family", ["direction", "probabilities", "averaging"])
-def test_each_family_of_wrong_answers_is_penalised(graded, family):
+@pytest.mark.parametrize("k", range(WRONG_SUBMISSIONS))
+def test_each_family_of_wrong_answers_is_penalised(graded, k):
     _, scores = graded
-    assert {e: s[0] for e, s in scores[f"wrong_{family}"].items()} == {e: 0 for e in EXERCISES}
+    wrong = {e for e in EXERCISES if k < len(FAMILIES[e])}
+    got = scores[f"wrong_{k}"]
+    assert {e: got[e][0] for e in wrong} == {e: 0 for e in wrong}, got
+    assert all(full(got[e]) for e in set(EXERCISES) - wrong), got
 
 
 def test_correct_answers_written_differently_and_noisy_ones_keep_full_marks(graded):
@@ -368,4 +471,4 @@ def test_the_solutions_and_alternatives_pass_in_process():
 def test_wrong_families_cover_the_issue():
     for name in EXERCISES:
         families = {label.split(":")[0] for label in WRONG[name]}
-        assert {"direction", "probabilities", "averaging"} <= families
+        assert set(FAMILIES[name]) <= families
