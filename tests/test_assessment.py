@@ -83,3 +83,15 @@ def test_hint_audit_flags_code_and_accepts_names():
     assert audit._A_NAME.match("log_softmax") and audit._A_NAME.match("optimizer.zero_grad()")
     assert not audit._A_NAME.match("torch.log_softmax(z / T, dim=-1)")
     assert not audit._A_NAME.match("(q - p) / T")
+
+
+def test_the_readme_gives_every_exercise_its_rough_time():
+    """Instructors plan a workshop from the README's course table: every code exercise, with its minutes."""
+    readme = (audit.REPO / "README.md").read_text()
+    table = readme[readme.index("## The course"):readme.index("Each lesson states its goals")]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\|[^|]*\| `(\d\d_\w+)`[^|]*\|(.*)\|$", table, re.M)}
+    for assignment, lesson in audit.lessons():
+        exercises = [h.exercise for h in audit.exercise_hints(assignment, lesson)]
+        listed = re.findall(r"`(\w+)` \((\d+) min\)", rows.get(lesson, ""))
+        assert [name for name, _ in listed] == exercises, f"{lesson}: README lists {listed}, the lesson has {exercises}"
+        assert all(5 <= int(minutes) <= 45 for _, minutes in listed), listed
