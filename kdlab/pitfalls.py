@@ -241,3 +241,42 @@ def _short_run(loss_fn, data, teacher, teacher_in_graph, student_arch, steps, T,
     if teacher_in_graph:
         result["teacher_test_errors_after"] = evaluate(teacher, data.x_test, data.y_test)["test_errors"]
     return result
+
+
+# ----------------------------------------------------------------------------- lesson 3's fix_kd_step
+
+def kd_step_networks(seed: int, scale: float = 1.0) -> tuple[nn.Module, nn.Module]:
+    """(student, teacher) on which to check a KD training step: small, seeded, plain torch modules.
+
+    The teacher's output depends on its mode (batch norm with non-trivial running statistics, then dropout),
+    and it is returned in evaluation mode; ``scale`` multiplies both output layers' weights (huge logits).
+    The global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5))
+        teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Dropout(0.5),
+                                nn.Linear(24, 5))
+        with torch.no_grad():
+            teacher[2].running_mean.normal_(0.0, 0.5)
+            teacher[2].running_var.uniform_(0.5, 2.0)
+            student[-1].weight.mul_(scale)
+            teacher[-1].weight.mul_(scale)
+    return student, teacher.eval()
+
+
+def kd_step_reference(student: nn.Module, teacher: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                      y: torch.Tensor, T: float, alpha: float) -> tuple[float, list[torch.Tensor]]:
+    """Lesson 3's training step done right, on copies (the arguments are left untouched).
+
+    Returns the loss before the step and the student's parameters after one step of an optimizer of
+    ``optimizer``'s kind and settings over the student's parameters alone. The student trains; the teacher
+    runs in evaluation mode without a graph; the loss is :func:`correct_loss`."""
+    student, teacher = copy.deepcopy(student).train(), copy.deepcopy(teacher).eval()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    loss = correct_loss(student(x), teacher_logits, y, T, alpha)
+    opt = type(optimizer)(student.parameters(), **optimizer.defaults)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item(), [p.detach().clone() for p in student.parameters()]

@@ -19,6 +19,7 @@ LESSON = {
     "most_similar_pairs": "02_dark_knowledge",
     "kd_kl": "03_kd_loss",
     "distillation_loss": "03_kd_loss",
+    "fix_kd_step": "03_kd_loss",
     "kd_logit_grad": "03_kd_loss",
 }
 
@@ -60,6 +61,27 @@ def kd_logit_grad(student_logits, teacher_logits, T):
     p = torch.softmax(teacher_logits / T, dim=-1)
     return ((q - p) / T).detach()
 '''
+
+FIX_BASE = '''
+def fix_kd_step(student, teacher, optimizer, x, y, T, alpha):
+    student.train()
+    teacher.eval()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    student_logits = student(x)
+    log_q = F.log_softmax(student_logits / T, dim=-1)
+    p = F.softmax(teacher_logits / T, dim=-1)
+    soft = F.kl_div(log_q, p, reduction="batchmean") * T**2
+    hard = F.cross_entropy(student_logits, y)
+    loss = alpha * soft + (1 - alpha) * hard
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+'''
+
+_LIVE_TEACHER = ("    teacher.eval()\n    with torch.no_grad():\n        teacher_logits = teacher(x)",
+                 "    teacher_logits = teacher(x)")
 
 NAIVE = '''
 def _naive_softmax(z):
@@ -257,6 +279,56 @@ WRONG = {
         "cross-entropy summed over the batch": _edit(
             DISTILL_BASE, ("labels.reshape(-1))", "labels.reshape(-1), reduction='sum')")),
     },
+    "fix_kd_step": {
+        # Lesson 3's buggy_kd_step has bugs 1, 7 and 8: each alone (the other two fixed), then other mistakes.
+        "bug 1: probabilities instead of log-probabilities in the KL": _edit(
+            FIX_BASE, ("log_q = F.log_softmax(student_logits / T, dim=-1)", "log_q = F.softmax(student_logits / T, dim=-1)")),
+        "bug 7: cross-entropy on softened logits": _edit(
+            FIX_BASE, ("F.cross_entropy(student_logits, y)", "F.cross_entropy(student_logits / T, y)")),
+        "bug 8: teacher under no_grad but left in train mode": _edit(FIX_BASE, ("    teacher.eval()\n", "")),
+        "bug 8: teacher in eval mode, its logits not detached": _edit(
+            FIX_BASE, ("    with torch.no_grad():\n        teacher_logits = teacher(x)", "    teacher_logits = teacher(x)")),
+        "bug 8: teacher put back in train mode after the step": _edit(
+            FIX_BASE, ("    return loss.item()", "    teacher.train()\n    return loss.item()")),
+        "bug 8: teacher frozen with requires_grad_(False) but run in train mode": _edit(
+            FIX_BASE, ("    teacher.eval()\n    with torch.no_grad():\n        teacher_logits = teacher(x)",
+                       "    for w in teacher.parameters():\n        w.requires_grad_(False)\n"
+                       "    teacher_logits = teacher(x)")),
+        "bug 8: the teacher live, in train mode, with gradients (as in the starter)": _edit(FIX_BASE, _LIVE_TEACHER),
+        "bug 2: reduction 'mean' (also divides by the classes)": _edit(
+            FIX_BASE, ('reduction="batchmean"', 'reduction="mean"')),
+        "bug 3: T^2 factor missing": _edit(FIX_BASE, ('reduction="batchmean") * T**2', 'reduction="batchmean")')),
+        "bug 5: KL direction reversed (kl_div of the teacher's log-probabilities)": _edit(
+            FIX_BASE, ("log_q = F.log_softmax(student_logits / T, dim=-1)", "q = F.softmax(student_logits / T, dim=-1)"),
+            ("p = F.softmax(teacher_logits / T, dim=-1)", "log_p = F.log_softmax(teacher_logits / T, dim=-1)"),
+            ("F.kl_div(log_q, p,", "F.kl_div(log_p, q,")),
+        "bug 6: alpha weights the hard term": _edit(
+            FIX_BASE, ("loss = alpha * soft + (1 - alpha) * hard", "loss = (1 - alpha) * soft + alpha * hard")),
+        "bug 9: softmax that overflows on large logits": _edit(
+            FIX_BASE, ("log_q = F.log_softmax(student_logits / T, dim=-1)",
+                       "log_q = torch.log(_naive_softmax(student_logits / T))"),
+            ("p = F.softmax(teacher_logits / T, dim=-1)", "p = _naive_softmax(teacher_logits / T)"), prefix=NAIVE),
+        "bug 10: softmax over the batch dimension": _edit(
+            FIX_BASE, ("F.log_softmax(student_logits / T, dim=-1)", "F.log_softmax(student_logits / T, dim=0)"),
+            ("F.softmax(teacher_logits / T, dim=-1)", "F.softmax(teacher_logits / T, dim=0)")),
+        "the starter unchanged (bugs 1, 7 and 8)": _edit(
+            FIX_BASE, _LIVE_TEACHER,
+            ("log_q = F.log_softmax(student_logits / T, dim=-1)", "log_q = F.softmax(student_logits / T, dim=-1)"),
+            ("F.cross_entropy(student_logits, y)", "F.cross_entropy(student_logits / T, y)")),
+        "log of a softmax instead of log_softmax (infinite on huge logits)": _edit(
+            FIX_BASE, ("log_q = F.log_softmax(student_logits / T, dim=-1)",
+                       "log_q = torch.log(F.softmax(student_logits / T, dim=-1))")),
+        "returns the loss after the step": _edit(
+            FIX_BASE, ("    return loss.item()", "    with torch.no_grad():\n"
+                       "        after = alpha * F.kl_div(F.log_softmax(student(x) / T, dim=-1), p, reduction='batchmean')"
+                       " * T**2 + (1 - alpha) * F.cross_entropy(student(x), y)\n    return after.item()")),
+        "returns a tensor, not a float": _edit(FIX_BASE, ("    return loss.item()", "    return loss.detach()")),
+        "stale gradients not cleared": _edit(FIX_BASE, ("    optimizer.zero_grad()\n", "")),
+        "gradients cleared after backward": _edit(
+            FIX_BASE, ("    optimizer.zero_grad()\n    loss.backward()\n", "    loss.backward()\n    optimizer.zero_grad()\n")),
+        "student left in its mode": _edit(FIX_BASE, ("    student.train()\n", "")),
+        "two optimizer steps": _edit(FIX_BASE, ("    optimizer.step()\n", "    optimizer.step()\n    optimizer.step()\n")),
+    },
     "kd_logit_grad": {
         "bug 1: autograd of a KL built from probabilities": _src('''
             def kd_logit_grad(student_logits, teacher_logits, T):
@@ -325,6 +397,12 @@ WRAPPERS = {
     "kd_kl": "import kdlab.losses\n\nkd_kl = kdlab.losses.kd_kl",
     "distillation_loss": ("import functools\nimport kdlab.losses\n\n"
                           "distillation_loss = functools.partial(kdlab.losses.distillation_loss)"),
+    "fix_kd_step": ("def fix_kd_step(student, teacher, optimizer, x, y, T, alpha):\n"
+                    "    from kdlab.losses import distillation_loss as _loss\n"
+                    "    student.train()\n    teacher.eval()\n    with torch.no_grad():\n"
+                    "        teacher_logits = teacher(x)\n"
+                    "    loss = _loss(student(x), teacher_logits, y, T, alpha)\n"
+                    "    optimizer.zero_grad()\n    loss.backward()\n    optimizer.step()\n    return loss.item()"),
     "kd_logit_grad": ("from kdlab.losses import kd_logit_grad as _grad\n\n"
                       "def kd_logit_grad(student_logits, teacher_logits, T):\n"
                       "    return _grad(student_logits.clone(), teacher_logits.clone(), T) + 0.0"),

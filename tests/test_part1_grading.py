@@ -192,3 +192,16 @@ def test_failure_messages_name_the_case_the_expectation_and_the_result():
     message = results["test_softmax_t"]
     assert "a batch of two rows" in message and "expected" in message and "got" in message
     assert "hint:" in message
+
+
+def test_fix_kd_step_starts_from_a_step_with_three_planted_course_bugs():
+    """Lesson 3's starter cell: a plain (graded-run) cell defining buggy_kd_step, tagged for the audit; as an
+    answer it fails the visible check and the hidden tests; each of its bugs alone is in the bank of wrong answers."""
+    for nb in (solution("03_kd_loss"), released("03_kd_loss")):
+        starters = [c for c in nb.cells if "starter:fix_kd_step" in c.metadata.get("tags", [])]
+        assert len(starters) == 1 and not h.is_experiment(starters[0])
+        assert starters[0].source.startswith("def buggy_kd_step(student, teacher, optimizer, x, y, T, alpha):")
+        as_answer = starters[0].source.replace("def buggy_kd_step(", "def fix_kd_step(")
+        assert h.run_graded_cells(nb, {"fix_kd_step": as_answer})["test_fix_kd_step"]
+    planted = {answers.course_bug(label) for label in answers.WRONG["fix_kd_step"] if "starter" not in label}
+    assert {1, 7, 8} <= planted

@@ -223,3 +223,38 @@ def test_short_run_trains_and_bug_eight_changes_the_teacher():
                              batch_size=64)
     assert "teacher_test_errors_after" in bad
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters())), "the caller's teacher is untouched"
+
+
+# ----------------------------------------------------------------------------- lesson 3's fix_kd_step check
+
+def test_kd_step_networks_are_seeded_mode_dependent_and_leave_the_rng_alone():
+    state = torch.get_rng_state()
+    (s1, t1), (s2, t2) = pitfalls.kd_step_networks(3), pitfalls.kd_step_networks(3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(t1.state_dict().values(), t2.state_dict().values()))
+    assert not t1.training and s1.training
+    x = torch.randn(8, 1, 3, 4)
+    with torch.no_grad():
+        assert not torch.allclose(t1(x), t1.train()(x))    # batch statistics and dropout in training mode
+    big, _ = pitfalls.kd_step_networks(3, scale=1000.0)
+    with torch.no_grad():
+        assert float(big(x).abs().max()) > 100 * float(s1(x).abs().max())
+
+
+def test_kd_step_reference_is_one_sgd_step_on_the_correct_loss_and_touches_nothing():
+    student, teacher = pitfalls.kd_step_networks(0)
+    teacher.train()
+    x, y = torch.randn(8, 1, 3, 4), torch.randint(0, 5, (8,))
+    both = torch.nn.ModuleList([student, teacher])
+    optimizer = torch.optim.SGD(both.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in both.state_dict().items()}
+    loss, params = pitfalls.kd_step_reference(student, teacher, optimizer, x, y, 4.0, 0.9)
+    assert all(torch.equal(v, before[k]) for k, v in both.state_dict().items()) and teacher.training
+    assert all(p.grad is None for p in both.parameters())
+    with torch.no_grad():
+        v = teacher.eval()(x)
+    want = losses.distillation_loss(student(x), v, y, 4.0, 0.9)
+    grads = torch.autograd.grad(want, list(student.parameters()))
+    assert loss == pytest.approx(float(want.detach()), rel=1e-6)
+    for p, g, got in zip(student.parameters(), grads, params):
+        assert torch.allclose(got, p.detach() - 0.1 * g, atol=1e-7)
