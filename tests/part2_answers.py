@@ -16,6 +16,7 @@ LESSON = {
     "count_errors": "04_teacher",
     "jitter": "04_teacher",
     "distill_step": "05_distill",
+    "train_distilled": "05_distill",
     "bias_shift_for_class": "06_dark_knowledge_experiments",
 }
 
@@ -81,6 +82,31 @@ def distill_step(student, x, y, teacher_logits, optimizer, T, alpha):
     return loss.item()
 '''
 
+TRAIN_DISTILLED = '''
+def train_distilled(student, teacher_logits, data, epochs, T, alpha, lr=0.05, batch_size=128):
+    x, y = data
+    n = len(y)
+    cached = teacher_logits.detach()
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9)
+    student.train()
+    history = []
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            z = student(x[rows])
+            soft = F.kl_div(F.log_softmax(z / T, dim=-1), F.log_softmax(cached[rows] / T, dim=-1),
+                            reduction="batchmean", log_target=True)
+            loss = alpha * T ** 2 * soft + (1 - alpha) * F.cross_entropy(z, y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        history.append(total / n)
+    return history
+'''
+
 BIAS_SHIFT = '''
 def bias_shift_for_class(student_logits, teacher_logits, cls):
     k = int((teacher_logits.argmax(dim=-1) == cls).sum())
@@ -96,7 +122,7 @@ def bias_shift_for_class(student_logits, teacher_logits, cls):
 '''
 
 SOLUTIONS = {"count_errors": COUNT_ERRORS, "jitter": JITTER, "distill_step": DISTILL_STEP,
-             "bias_shift_for_class": BIAS_SHIFT}
+             "train_distilled": TRAIN_DISTILLED, "bias_shift_for_class": BIAS_SHIFT}
 
 WRONG = {
     "count_errors": {
@@ -176,6 +202,42 @@ WRONG = {
                            "log_target=True) + (1 - alpha) * F.cross_entropy(z, y)\n"
                            "    return after.item()")),
     },
+    "train_distilled": {
+        "bug 3: the T^2 factor missing": _edit(TRAIN_DISTILLED, ("alpha * T ** 2 * soft", "alpha * soft")),
+        "bug 2: reduction='mean' divides by the classes too": _edit(TRAIN_DISTILLED, ('reduction="batchmean"',
+                                                                                      'reduction="mean"')),
+        "bug 5: KL direction reversed": _edit(
+            TRAIN_DISTILLED, ("soft = F.kl_div(F.log_softmax(z / T, dim=-1), F.log_softmax(cached[rows] / T, dim=-1),",
+                              "soft = F.kl_div(F.log_softmax(cached[rows] / T, dim=-1), F.log_softmax(z / T, dim=-1),")),
+        "bug 6: alpha weights the hard term": _edit(
+            TRAIN_DISTILLED, ("alpha * T ** 2 * soft + (1 - alpha) * F.cross_entropy(z, y[rows])",
+                              "(1 - alpha) * T ** 2 * soft + alpha * F.cross_entropy(z, y[rows])")),
+        "bug 7: cross-entropy on softened logits": _edit(TRAIN_DISTILLED, ("F.cross_entropy(z, y[rows])",
+                                                                            "F.cross_entropy(z / T, y[rows])")),
+        "bug 8: gradients flow into the cached teacher logits (not detached)": _edit(
+            TRAIN_DISTILLED, ("cached = teacher_logits.detach()", "cached = teacher_logits")),
+        "bug 9: a softmax by hand that overflows on large logits": _edit(
+            TRAIN_DISTILLED, ("F.log_softmax(cached[rows] / T, dim=-1)",
+                              "torch.log(torch.exp(cached[rows] / T) / torch.exp(cached[rows] / T).sum(-1, keepdim=True))")),
+        "bug 10: softmax over the batch dimension": _edit(
+            TRAIN_DISTILLED, ("F.log_softmax(z / T, dim=-1), F.log_softmax(cached[rows] / T, dim=-1)",
+                              "F.log_softmax(z / T, dim=0), F.log_softmax(cached[rows] / T, dim=0)")),
+        "the cached logits read by position, not with the shuffled rows (misaligned)": _edit(
+            TRAIN_DISTILLED, ("F.log_softmax(cached[rows] / T", "F.log_softmax(cached[start:start + batch_size] / T")),
+        "no shuffling (the rows in stored order every epoch)": _edit(TRAIN_DISTILLED, ("torch.randperm(n)",
+                                                                                        "torch.arange(n)")),
+        "stale gradients: no zero_grad": _edit(TRAIN_DISTILLED, ("            optimizer.zero_grad()\n", "")),
+        "the student is not put in training mode (dropout stays off)": _edit(TRAIN_DISTILLED,
+                                                                            ("    student.train()\n", "")),
+        "one epoch whatever epochs says": _edit(TRAIN_DISTILLED, ("range(epochs)", "range(1)")),
+        "the last, smaller batch dropped": _edit(TRAIN_DISTILLED, ("range(0, n, batch_size)",
+                                                                   "range(0, n - batch_size + 1, batch_size)")),
+        "the epoch's loss as the plain mean of its batch losses": _edit(
+            TRAIN_DISTILLED, ("total += loss.item() * len(rows)", "total += loss.item() * batch_size")),
+        "returns tensors, not floats": _edit(TRAIN_DISTILLED, ("total += loss.item() * len(rows)",
+                                                               "total = total + loss.detach() * len(rows)")),
+        "plain SGD, without the momentum": _edit(TRAIN_DISTILLED, ("lr=lr, momentum=0.9", "lr=lr")),
+    },
     "bias_shift_for_class": {
         "bug 10: the teacher's argmax over the rows": _edit(BIAS_SHIFT, ("teacher_logits.argmax(dim=-1)",
                                                                          "teacher_logits.argmax(dim=0)")),
@@ -212,6 +274,12 @@ WRAPPERS = {
                           ("    hard = F.cross_entropy(logits, y)\n", ""),
                           ("    loss = alpha * soft + (1 - alpha) * hard",
                            "    import kdlab.losses\n    loss = kdlab.losses.distillation_loss(logits, teacher_logits, y, T, alpha)")),
+    "train_distilled": _edit(TRAIN_DISTILLED,
+                             ("            soft = F.kl_div(F.log_softmax(z / T, dim=-1), F.log_softmax(cached[rows] / T, dim=-1),\n"
+                              "                            reduction=\"batchmean\", log_target=True)\n", ""),
+                             ("            loss = alpha * T ** 2 * soft + (1 - alpha) * F.cross_entropy(z, y[rows])",
+                              "            import kdlab.losses\n"
+                              "            loss = kdlab.losses.distillation_loss(z, cached[rows], y[rows], T, alpha)")),
     "bias_shift_for_class": "from kdlab.experiments.omitted_digit import bias_shift_for_class",
 }
 
@@ -222,6 +290,7 @@ def course_bug(label: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-# The COURSE.md bugs that apply to part 2's exercises: 1-10 in distill_step; 8 (eval mode, no
-# gradients) and 10 (argmax over the batch) in count_errors; 10 in bias_shift_for_class.
+# The COURSE.md bugs that apply to part 2's exercises: 1-10 in distill_step; 2, 3, 5-10 in
+# train_distilled; 8 (eval mode, no gradients) and 10 (argmax over the batch) in count_errors; 10 in
+# bias_shift_for_class.
 APPLICABLE_BUGS = set(range(1, 11))

@@ -12,7 +12,7 @@ import nbgrader_harness as h
 ASSIGNMENT = "part2_mnist"
 EXERCISES = {
     "04_teacher": ["count_errors", "jitter"],
-    "05_distill": ["distill_step"],
+    "05_distill": ["distill_step", "train_distilled"],
     "06_dark_knowledge_experiments": ["bias_shift_for_class"],
 }
 SECTIONS = ["Learning goals", "Pitfalls", "What we learned"]
@@ -61,7 +61,8 @@ def test_lessons_read_like_a_chapter(lesson):
     assert "$$" in markdown, "key equations in LaTeX"
     for name in EXERCISES[lesson]:
         assert re.search(rf"## Exercise \d+ — `{name}\(", markdown), f"{lesson}: no exercise section for {name}"
-    assert markdown.count("<summary><b>Hint</b></summary>") == len(EXERCISES[lesson])
+    for tier in ("Hint 1 · a nudge", "Hint 2 · the key idea"):       # tiered hints, one set per exercise
+        assert markdown.count(f"<summary><b>{tier}</b></summary>") == len(EXERCISES[lesson]), tier
     experiments = [c for c in nb.cells if h.is_experiment(c)]
     assert any("plt.show()" in c.source for c in experiments), "an experiment with a plot"
     first_code = next(c for c in nb.cells if c.cell_type == "code")

@@ -180,3 +180,16 @@ def test_failure_messages_name_the_bug():
     message = results["test_distill_step"]
     assert "T = 4, alpha = 0.9" in message and "expected" in message and "got" in message
     assert "hint: your loss matches bug 5" in message
+
+
+def test_train_distilled_failure_messages_point_at_the_mistake():
+    """The visible checks of exercise 2 name a loss bug, and send a misaligned cache back to the batch's rows."""
+    fixed = {"distill_step": h.cell(solution("05_distill"), "distill_step").source}
+    bug6 = h.run_graded_cells(released("05_distill"), {
+        **fixed, "train_distilled": answers.WRONG["train_distilled"]["bug 6: alpha weights the hard term"]})
+    assert "hint: your loss matches bug 6" in bug6["test_train_distilled"]
+    misaligned = h.run_graded_cells(released("05_distill"), {
+        **fixed, "train_distilled": answers.WRONG["train_distilled"][
+            "the cached logits read by position, not with the shuffled rows (misaligned)"]})
+    message = misaligned["test_train_distilled"]
+    assert "lr = 0" in message and "own rows" in message
