@@ -34,8 +34,11 @@ import functools
 import io
 import logging
 import os
+import site
 import sys
+import sysconfig
 import tempfile
+import traceback
 import warnings
 from typing import Any, Callable
 
@@ -49,8 +52,93 @@ _THIS_FILE = os.path.abspath(__file__)
 _trusted_depth = 0  # > 0 while a trusted kdlab reference runs on the learner's behalf
 
 
+MAX_FEEDBACK_LINES = 10  # the whole output of one failed check, as the learner reads it
+
+
 class CheckFailed(AssertionError):
-    """A check of the learner's function failed; the message says which case and why."""
+    """A check of the learner's function failed; the message says which case and why.
+
+    ``learner_error`` is the exception the learner's own code raised, if any.
+    IPython (the notebook, and nbgrader's Validate, which shows the kernel's
+    traceback lines) renders it through :meth:`_render_traceback_`: the message
+    and the learner's own frames, at most :data:`MAX_FEEDBACK_LINES` lines,
+    without kdlab's frames or a chained traceback that would bury the message.
+    """
+
+    learner_error: BaseException | None = None
+
+    def _render_traceback_(self) -> list[str]:
+        return feedback_lines(self)
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Folders of installed code (the standard library, site-packages): not the learner's code."""
+    found = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        with contextlib.suppress(KeyError):
+            found.add(sysconfig.get_paths()[key])
+    with contextlib.suppress(AttributeError):
+        found.update(site.getsitepackages())
+    with contextlib.suppress(AttributeError):
+        found.add(site.getusersitepackages())
+    return tuple(os.path.abspath(d) + os.sep for d in found if d) + (_KDLAB_DIR,)
+
+
+def _frame_label(filename: str, lineno, name: str) -> str:
+    """IPython's name for a cell ("Cell In[3], line 4"), else the file's."""
+    with contextlib.suppress(Exception):
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        named = shell.compile.format_code_name(filename) if shell is not None else None
+        if named:
+            return f"{named[0]} {named[1]}, line {lineno}, in {name}"
+    return f'File "{filename}", line {lineno}, in {name}'
+
+
+def learner_frames(error: BaseException | None) -> list[list[str]]:
+    """Where the learner's code raised ``error``: one ``[location, source line]`` per frame of theirs,
+    outermost first (kdlab's, the standard library's and installed packages' frames left out)."""
+    if error is None or error.__traceback__ is None:
+        return []
+    skip = _library_dirs()
+    frames = []
+    for fs in traceback.extract_tb(error.__traceback__):
+        path = fs.filename
+        if os.path.isabs(path) and os.path.abspath(path).startswith(skip):
+            continue
+        if path.startswith("<frozen "):
+            continue
+        block = [f"  in your code: {_frame_label(path, fs.lineno, fs.name)}"]
+        if fs.line:
+            block.append(f"      {fs.line.strip()}")
+        frames.append(block)
+    return frames
+
+
+def feedback_lines(error: CheckFailed) -> list[str]:
+    """What the learner reads for a failed check: its message, then where their own code raised (if it
+    did), before the hint; at most :data:`MAX_FEEDBACK_LINES` lines (the innermost frames kept)."""
+    lines = f"{type(error).__name__}: {error}".splitlines() or [type(error).__name__]
+    if len(lines) > MAX_FEEDBACK_LINES:   # an over-long message keeps its head and its last line (the hint)
+        lines = lines[:MAX_FEEDBACK_LINES - 2] + ["  ..."] + lines[-1:]
+    hint = lines[-1:] if len(lines) > 1 and lines[-1].lstrip().startswith("hint:") else []
+    body = lines[:len(lines) - len(hint)]
+    room = MAX_FEEDBACK_LINES - len(lines)
+    kept: list[list[str]] = []
+    for block in reversed(learner_frames(error.learner_error)):
+        if len(block) > room:
+            break
+        kept.insert(0, block)
+        room -= len(block)
+    return body + [line for block in kept for line in block] + hint
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` on one line (a multi-line message keeps its first line)."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" + (" ..." if first != text else "")
 
 
 class _NoGraph(Exception):
@@ -213,7 +301,9 @@ class Checker:
         text = f"{self.name} failed the case: {case}\n" + "\n".join("  " + line for line in lines)
         if hint:
             text += f"\n  hint: {hint}"
-        raise CheckFailed(text) from cause
+        failure = CheckFailed(text)
+        failure.learner_error = cause   # shown as the learner's frames only (see CheckFailed), not as a chain
+        raise failure from None
 
     def _call_text(self, args) -> str:
         return f"called   {self.name}({', '.join(show(a, limit=12, brief=True) for a in args)})"
@@ -272,8 +362,7 @@ class Checker:
             self._fail(case, [self._call_text(args), "it raised NotImplementedError: "
                               "replace `raise NotImplementedError()` with your code"], cause=error)
         if error is not None:
-            self._fail(case, [self._call_text(args), f"it raised {type(error).__name__}: {error}"],
-                       hint, cause=error)
+            self._fail(case, [self._call_text(args), f"it raised {_error_text(error)}"], hint, cause=error)
         for original, copy in zip(args, copies):
             if not _same(original, copy):
                 self._fail(case, [self._call_text(args), "it changed its input in place: "
@@ -353,7 +442,7 @@ class Checker:
         if isinstance(raised, error):
             return
         what = (f"it returned {show(result)}" if raised is None
-                else f"it raised {type(raised).__name__}: {raised}")
+                else f"it raised {_error_text(raised)}")
         self._fail(case, [self._call_text(args), f"expected it to raise {error.__name__}", what], hint, cause=raised)
 
     def gradient(self, case: str, *args, wrt: int = 0, weights=None, atol: float = 1e-5, rtol: float = 1e-4,
