@@ -21,7 +21,8 @@ only wires them to ipywidgets:
 * :func:`parse_number` reads what a learner types (``0.63``, ``63%``,
   ``1/25``, ``2.4e6``);
 * :class:`QuizSession` keeps the first-try score;
-* :func:`render_feedback` and :func:`render_question` draw HTML.
+* :func:`render_feedback` and :func:`render_question` draw HTML; prompts and
+  explanations are written in inline Markdown (:func:`inline_markdown`).
 """
 
 from __future__ import annotations
@@ -217,6 +218,22 @@ class QuizSession:
 
 _GREEN, _RED, _GRAY = "#2ca02c", "#d62728", "#7f7f7f"
 
+# Inline Markdown, on text already HTML-escaped: `code` first (its content is literal), then **strong**, *em*.
+# A "*" followed by a space ("a * b") is arithmetic, not emphasis; "_" is left alone (z_i - z_j).
+_CODE = re.compile(r"`([^`]+)`")
+_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_EM = re.compile(r"\*(?=[^\s*])(.+?)(?<=[^\s*])\*")
+
+
+def inline_markdown(text: str) -> str:
+    """HTML for one line of inline Markdown (``*em*``, ``**strong**``, ```code```); everything else escaped."""
+    parts = _CODE.split(html.escape(text, quote=False))
+    for i in range(0, len(parts), 2):   # even parts are outside code spans
+        parts[i] = _EM.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", parts[i]))
+    for i in range(1, len(parts), 2):
+        parts[i] = f"<code>{parts[i]}</code>"
+    return "".join(parts)
+
 
 def render_feedback(fb: Feedback, review: str = "") -> str:
     color = _GREEN if fb.correct else (_GRAY if not fb.valid else _RED)
@@ -224,7 +241,7 @@ def render_feedback(fb: Feedback, review: str = "") -> str:
     parts = [f"<div style='border-left:4px solid {color};padding:4px 10px;margin:4px 0'>",
              f"<b style='color:{color}'>{mark} {html.escape(fb.headline)}</b>"]
     if fb.detail:
-        parts.append(f"<div>{html.escape(fb.detail)}</div>")
+        parts.append(f"<div>{inline_markdown(fb.detail)}</div>")
     if review and fb.valid:
         parts.append(f"<div style='color:{_GRAY}'>Review: {html.escape(review)}</div>")
     parts.append("</div>")
@@ -233,7 +250,7 @@ def render_feedback(fb: Feedback, review: str = "") -> str:
 
 def render_question(question, number: int | None = None) -> str:
     head = f"{number}. " if number is not None else ""
-    return f"<div style='margin-top:10px'><b>{html.escape(head + question.prompt)}</b></div>"
+    return f"<div style='margin-top:10px'><b>{head}{inline_markdown(question.prompt)}</b></div>"
 
 
 # ----------------------------------------------------------------------------- widgets

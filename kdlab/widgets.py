@@ -6,13 +6,17 @@ them to ipywidgets:
 * :func:`parse_logits` reads the editable text box;
 * :func:`temperature_frame` computes what one frame shows (the softmax at T,
   its entropy, the largest possible entropy);
-* :func:`play_temperatures` lists the T values the Play control steps through
-  (geometric, so each step changes T by the same factor);
+* :func:`next_temperature` is one Play step from the slider's current T
+  (geometric, so each step changes T by the same factor, wrapping from T_MAX
+  back to T_MIN); :func:`play_temperatures` lists a whole sweep;
+* :func:`format_T` and :func:`percent_text` write T and the entropy share the
+  way the slider's readout and the gauge show them;
 * :func:`render_frame` draws a frame as HTML bars (no plotting library, so a
   redraw is instant).
 
 :func:`temperature_explorer` builds the widget: a text box, a log-scale T
-slider, a Play control whose frame index drives the slider, and the bars.
+slider, a Play control whose ticks step the slider from wherever it is (Stop
+rewinds T to T_MIN), and the bars.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from .losses import softmax_t
 
 T_MIN, T_MAX = 0.1, 100.0
 N_FRAMES = 61
+# The slider's readout, in d3-format (the browser side). ".3" (no type) is d3's "~.3g": 3 significant digits,
+# trailing zeros trimmed, which is what Python's ".3g" writes (format_T) for every T in [T_MIN, T_MAX]:
+# "1", "11.5", "0.1", "100". (".3g" in d3 keeps the zeros: "1.00"; ipywidgets' Python side refuses "~".)
+T_READOUT_FORMAT = ".3"
 
 
 def parse_logits(text: str) -> list[float]:
@@ -89,6 +97,44 @@ def play_temperatures(n_frames: int = N_FRAMES, t_min: float = T_MIN, t_max: flo
     return [t_min * math.exp(ratio * i / (n_frames - 1)) for i in range(n_frames)]
 
 
+def next_temperature(T: float, n_frames: int = N_FRAMES, t_min: float = T_MIN, t_max: float = T_MAX) -> float:
+    """One Play step from ``T``: T times the sweep's constant factor, capped at t_max; from t_max, back to t_min.
+
+    Play steps from the slider's value (not from a frame counter of its own), so it continues from
+    wherever the learner left T.
+    """
+    if n_frames < 2 or not 0 < t_min < t_max:
+        raise ValueError("need n_frames >= 2 and 0 < t_min < t_max")
+    if not (math.isfinite(T) and T > 0) or T >= t_max * (1 - 1e-9):
+        return t_min
+    return min(T * (t_max / t_min) ** (1 / (n_frames - 1)), t_max)
+
+
+def format_T(T: float) -> str:
+    """T as the text and the slider's readout show it: 3 significant digits, no trailing zeros ("1", "11.5")."""
+    return f"{T:.3g}"
+
+
+def percent_text(share: float) -> str:
+    """A share in [0, 1] as a percentage that reads 100% or 0% only when it is exactly that.
+
+    Rounding 1.604 of 1.609 nats to "100%" would claim the uniform distribution; near the ends one
+    decimal is kept instead ("99.7%"), and "<0.1%" / ">99.9%" beyond that.
+    """
+    p = 100 * share
+    if p <= 0:
+        return "0%"
+    if p >= 100 * (1 - 1e-9):   # the uniform distribution, up to float rounding of the entropy
+        return "100%"
+    if p < 0.1:
+        return "<0.1%"
+    if p >= 99.95:
+        return ">99.9%"
+    if p < 1 or p >= 99:
+        return f"{p:.1f}%"
+    return f"{p:.0f}%"
+
+
 def nearest_frame(T: float, temperatures: list[float]) -> int:
     """Index of the Play frame whose T is closest to ``T`` in log scale."""
     return min(range(len(temperatures)), key=lambda i: abs(math.log(temperatures[i] / T)))
@@ -108,8 +154,8 @@ def render_frame(frame: Frame, labels: list[str] | None = None) -> str:
             f"<span>{p:.4f}</span></div>")
     share = frame.entropy / frame.max_entropy if frame.max_entropy > 0 else 0.0
     gauge = ("<div style='font-family:monospace;margin-top:6px'>"
-             f"T = {frame.T:.3g} &nbsp; entropy H = {frame.entropy:.3f} nats of at most log N = "
-             f"{frame.max_entropy:.3f} ({100 * share:.0f}%)<br>"
+             f"T = {format_T(frame.T)} &nbsp; entropy H = {frame.entropy:.3f} nats of at most log N = "
+             f"{frame.max_entropy:.3f} ({percent_text(share)})<br>"
              "<span style='width:300px;background:#eee;height:10px;display:inline-block'>"
              f"<span style='width:{100 * share:.1f}%;background:#2ca02c;height:10px;display:block'></span>"
              "</span></div>")
@@ -129,9 +175,11 @@ def temperature_explorer(logits=(5.0, 2.0, 1.0, 0.5, -1.0), T: float = 1.0, labe
     text = w.Text(value=", ".join(f"{v:g}" for v in logits), description="logits",
                   layout=w.Layout(width="420px"), continuous_update=False)
     slider = w.FloatLogSlider(value=T, base=10, min=math.log10(T_MIN), max=math.log10(T_MAX), step=0.01,
-                              description="T", readout_format=".3g", layout=w.Layout(width="420px"))
+                              description="T", readout_format=T_READOUT_FORMAT, layout=w.Layout(width="420px"))
+    # While playing, Play's value is only a tick counter (it repeats forever): each tick steps T from the
+    # slider's value. Set while not playing (Stop rewinds it to 0), the value is a frame: T jumps there.
     play = w.Play(value=nearest_frame(T, temperatures), min=0, max=len(temperatures) - 1, step=1,
-                  interval=interval_ms, description="Play T", repeat=True)
+                  interval=interval_ms, description="Play T", repeat=True, show_repeat=False)
     view = w.HTML()
     message = w.HTML()
     state = {"logits": list(map(float, logits))}
@@ -149,7 +197,7 @@ def temperature_explorer(logits=(5.0, 2.0, 1.0, 0.5, -1.0), T: float = 1.0, labe
         redraw()
 
     def on_play(change):
-        slider.value = temperatures[change["new"]]
+        slider.value = next_temperature(slider.value) if play.playing else temperatures[change["new"]]
 
     text.observe(on_text, names="value")
     slider.observe(redraw, names="value")

@@ -70,3 +70,37 @@ def test_the_explorer_builds_and_redraws(monkeypatch):
     assert "d = 5.00" in text.value
     sliders[0].value = 7.0
     assert "d = 7.00" in text.value and "reverse fit" in text.value
+
+
+def test_the_plot_title_agrees_with_the_slider_and_the_axes_stay_put(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = []
+
+    def show(*a, **k):   # what the learner would see: each redraw's title and axis limits
+        ax = plt.gcf().axes[0]
+        shown.append((ax.get_title(), ax.get_xlim(), ax.get_ylim()))
+        plt.close("all")
+
+    monkeypatch.setattr(plt, "show", show)
+    box = mixture.explorer(separation=4.0, weight=0.6)
+    d_slider, w_slider = box.children[0].children
+    for d in (0.75, 8.0, 0.0, 2.25):
+        d_slider.value = d
+    w_slider.value = 0.35
+    assert d_slider.readout_format == w_slider.readout_format == mixture.VALUE_FORMAT
+    # the slider shows format(value, readout_format); the title must say the same number
+    assert [t for t, _, _ in shown] == [
+        f"separation d = {format(d, mixture.VALUE_FORMAT)}, left weight w = {format(w, mixture.VALUE_FORMAT)}"
+        for d, w in [(4.0, 0.6), (0.75, 0.6), (8.0, 0.6), (0.0, 0.6), (2.25, 0.6), (2.25, 0.35)]]
+    assert "d = 0.75," in shown[1][0]
+    # one x range and one y range for every separation: nothing rescales while the slider moves
+    assert {lim for _, lim, _ in shown} == {mixture.x_limits(d_slider.max)}
+    assert {lim for _, _, lim in shown} == {(0.0, 0.45)}
+    # and the widest setting still fits: p's modes at +-d/2 lie well inside it
+    lo, hi = mixture.x_limits(d_slider.max)
+    assert lo <= -d_slider.max / 2 - 4 and hi >= d_slider.max / 2 + 4

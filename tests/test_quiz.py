@@ -101,6 +101,21 @@ def test_feedback_html_escapes_and_shows_review():
     assert "Review" not in quiz.render_feedback(Feedback(False, "Pick one.", "", valid=False), review="L1")
 
 
+def test_prompts_render_their_markdown_instead_of_showing_it():
+    import re
+
+    by_key = {q.key: q for q in quiz_bank.SELF_CHECK}
+    dynamic = quiz.render_question(by_key["int8_dynamic"], 3)
+    assert "<b>3. In int8 <em>dynamic</em> quantization" in dynamic and "*" not in dynamic and "\\" not in dynamic
+    assert "<em>mode seeking</em>" in quiz.render_question(by_key["mode_seeking"])
+    for q in quiz_bank.SELF_CHECK:   # no question of the bank shows a raw Markdown marker or a backslash
+        text = re.sub(r"<[^>]+>", "", quiz.render_question(q))
+        assert "*" not in text and "`" not in text and "\\" not in text, q.key
+    # arithmetic and subscripts stay as written; HTML in a prompt is text, not markup
+    assert quiz.inline_markdown("target * (log target - input), z_i - z_j") == "target * (log target - input), z_i - z_j"
+    assert quiz.inline_markdown("**all** of `x*y*z` <b>") == "<strong>all</strong> of <code>x*y*z</code> &lt;b&gt;"
+
+
 # ----------------------------------------------------------------------------- the widget
 
 def test_widget_gives_feedback_on_each_pick_and_keeps_the_score():

@@ -35,6 +35,11 @@ import torch
 _Z = np.linspace(-12.0, 12.0, 4801)
 _W = np.exp(-0.5 * _Z ** 2) / math.sqrt(2 * math.pi) * (_Z[1] - _Z[0])
 
+# The explorer's range of separations, and the format its sliders, plot title and text share (".2f": the
+# slider's 0.75 is the title's 0.75, not 0.8).
+D_MAX = 8.0
+VALUE_FORMAT = ".2f"
+
 
 def _check(separation: float, weight: float) -> tuple[float, float]:
     if not (math.isfinite(separation) and separation >= 0):
@@ -166,10 +171,17 @@ def sweep(separations, weight: float = 0.5) -> dict:
     return out
 
 
-def draw(ax, f: Frame) -> None:
-    """Plot the mixture and both fits of a frame on a matplotlib axis."""
+def x_limits(d_max: float = D_MAX) -> tuple[float, float]:
+    """The plot's x range: wide enough for every separation up to ``d_max``, so it stays put while d changes."""
+    half = max(d_max, 2.0) / 2 + 4.5
+    return -half, half
+
+
+def draw(ax, f: Frame, d_max: float = D_MAX) -> None:
+    """Plot the mixture and both fits of a frame on a matplotlib axis (fixed axes for separations up to d_max)."""
     d, w = f.separation, f.weight
-    x = np.linspace(-max(d, 2) / 2 - 4.5, max(d, 2) / 2 + 4.5, 600)
+    lo, hi = x_limits(max(d_max, d))
+    x = np.linspace(lo, hi, 600)
     ax.clear()
     ax.fill_between(x, np.exp(mixture_log_pdf(x, d, w)), color="0.85", label="p: the mixture (teacher)")
     ax.plot(x, np.exp(gaussian_log_pdf(x, *f.forward)), color="#1f77b4", lw=2,
@@ -178,9 +190,10 @@ def draw(ax, f: Frame) -> None:
             label=f"argmin KL(q‖p): seeks (σ = {f.reverse[1]:.2f})")
     ax.set_xlabel("x")
     ax.set_ylabel("density")
-    ax.set_ylim(0, 0.45)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0, 0.45)   # every density here peaks below 1/sqrt(2 pi) = 0.399
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"separation d = {d:.1f}, left weight w = {w:.2f}")
+    ax.set_title(f"separation d = {d:{VALUE_FORMAT}}, left weight w = {w:{VALUE_FORMAT}}")
 
 
 def explorer(separation: float = 4.0, weight: float = 0.6):
@@ -189,10 +202,12 @@ def explorer(separation: float = 4.0, weight: float = 0.6):
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    d_slider = widgets.FloatSlider(value=separation, min=0.0, max=8.0, step=0.25, description="separation d",
-                                   continuous_update=False, style={"description_width": "initial"})
+    d_slider = widgets.FloatSlider(value=separation, min=0.0, max=D_MAX, step=0.25, description="separation d",
+                                   readout_format=VALUE_FORMAT, continuous_update=False,
+                                   style={"description_width": "initial"})
     w_slider = widgets.FloatSlider(value=weight, min=0.05, max=0.95, step=0.05, description="left weight w",
-                                   continuous_update=False, style={"description_width": "initial"})
+                                   readout_format=VALUE_FORMAT, continuous_update=False,
+                                   style={"description_width": "initial"})
     out = widgets.Output()
     text = widgets.HTML()
 
@@ -201,7 +216,7 @@ def explorer(separation: float = 4.0, weight: float = 0.6):
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(7.5, 3.2))
-            draw(ax, f)
+            draw(ax, f, d_slider.max)
             plt.show()
         text.value = (f"<code>{f.describe()}</code><br>p's density at the forward fit's peak: "
                       f"{100 * f.p_at_forward_peak:.0f}% of its highest")
