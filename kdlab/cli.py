@@ -4,6 +4,7 @@
     kdlab data download|verify|where [--dataset NAME] [--data DIR]
     kdlab experiment NAME [--seed N] [--json PATH]
     kdlab grade SUBMISSIONS --out DIR
+    kdlab lab [--notebook-dir DIR] [--port N] [--no-browser] [--fast]
 
 Problems the user can fix (missing or corrupt data, bad arguments) print one
 line, ``kdlab: error: ...``, and exit with status 2; no traceback. Paths,
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_distill(sub)
     _add_data(sub)
+    from . import lab
+
+    lab.add_cli(sub)
     for extra in ("kdlab.experiments", "kdlab.grading"):
         # Later parts register their own sub-commands (experiment, grade) when present.
         try:
