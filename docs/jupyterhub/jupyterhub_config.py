@@ -10,6 +10,8 @@ through it; in short:
     /etc/jupyterhub/jupyterhub_config.py       this file
     /etc/jupyter/nbgrader_config.py            nbgrader_config.py (course id, exchange)
     /home/grader-kdlab/.jupyter/nbgrader_config.py   grader_nbgrader_config.py
+    /home/grader-kdlab/.jupyter/jupyter_server_config.json     grader_jupyter_server_config.json
+    /home/grader-kdlab/.jupyter/labconfig/page_config.json     grader_page_config.json
     /home/grader-kdlab/kdlab                   a clone of the course repository
     /srv/nbgrader/exchange                     the exchange (mode 1777)
 
@@ -37,8 +39,10 @@ What it sets up:
 Tested in kdlab's test suite (tests/test_part4_docs.py): this file executes
 with a stub ``get_config``, its roster parsing, its consistency with the
 nbgrader configs beside it, and, when JupyterHub is importable, that every
-value it sets passes JupyterHub's own trait validation. No hub is started
-there; it has not been run against real users.
+value it sets passes JupyterHub's own trait validation. A real hub runs it in
+scripts/rehearse_workshop.py (opt-in: KDLAB_REHEARSAL=1 python -m pytest
+tests/test_workshop_rehearsal.py, as root): real Linux accounts, a class
+worked through the hub's API, from release to each learner's own feedback.
 """
 
 import os

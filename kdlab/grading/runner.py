@@ -184,7 +184,8 @@ class Merger:
             self.pump(final=True)
 
 
-def record_in_course(pool: Pool, course: Path, out: Path, outputs: Outputs, options: Options) -> str:
+def record_in_course(pool: Pool, course: Path, out: Path, outputs: Outputs, options: Options,
+                     handins: list = ()) -> str:
     """``--into-course``: every graded row into COURSE/gradebook.db (for the formgrader and ``nbgrader export``),
     the graded notebooks and feedback pages into COURSE/autograded and COURSE/feedback (for
     ``nbgrader release_feedback``). A course gradebook holding a trigger or a view is refused, not written."""
@@ -212,6 +213,18 @@ def record_in_course(pool: Pool, course: Path, out: Path, outputs: Outputs, opti
                 target = course / tree / src.relative_to(out / tree)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, target)
+    # nbgrader release_feedback reads each hand-in's timestamp.txt and submission_secret.txt beside its feedback
+    # (nbgrader's autograde and generate_feedback copy them there from submitted/): the same here, byte for byte,
+    # since the learner's fetch_feedback finds the page by a hash of them.
+    for h in handins:
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            src = next((Path(src) for rel, src in h.extras if rel == name), None)
+            if src is None or src.is_symlink() or not src.is_file():
+                continue
+            for tree in ("autograded", "feedback"):
+                folder = course / tree / h.student / h.assignment
+                if (out / tree / h.student / h.assignment).is_dir() and folder.is_dir():
+                    shutil.copyfile(src, folder / name)
     return (f"recorded {result['merged']} notebooks in {db}, and their graded notebooks and feedback in "
             f"{course / 'autograded'} and {course / 'feedback'}")
 
@@ -439,7 +452,7 @@ def grade_class(submissions: Path, out: Path, *, course: Path | None = None, opt
         if merger:
             merger.flush(options)
         if options.into_course and outputs is not None and not interrupted:
-            into_course = record_in_course(pool, course, out, outputs, options)
+            into_course = record_in_course(pool, course, out, outputs, options, rows)
     finally:
         bar.close()
         if pool is not None:

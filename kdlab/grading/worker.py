@@ -224,7 +224,9 @@ def _run_app(app_class, argv: list[str], extra, recorder: _Recorder) -> bool:
     nbgrader loaded (the user's, the system's and the course's files).
     """
     app = app_class()
-    app.initialize(argv)
+    # This folder is the course, whatever a config file says: a grader account's ~/.jupyter/nbgrader_config.py
+    # names its real course (CourseDirectory.root, docs/jupyterhub/), which would otherwise receive this run.
+    app.initialize([*argv, f"--CourseDirectory.root={os.getcwd()}"])
     app.log.addHandler(recorder)
     app.update_config(extra(app.config))
     try:
