@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import re
+import textwrap
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,18 +102,13 @@ def solution_leaks(assignment: str, lesson: str) -> list[Leak]:
         # A fix-the-bug exercise hands the learner code to repair (a cell tagged "starter:<exercise>"):
         # what must not be given away is the fix, the runs of the solution that the starter lacks.
         starter = starters.get(meta["grade_id"], set())
-        runs = [r for r in ngrams(code_tokens(textwrap_dedent(match.group(1)))) if r not in starter]
+        runs = [r for r in ngrams(code_tokens(textwrap.dedent(match.group(1)))) if r not in starter]
         if not runs:
             continue
         leaked = [r for r in runs if r in seen]
         out.append(Leak(assignment, lesson, meta["grade_id"], len(leaked) / len(runs), len(runs),
                         tuple(" ".join(r) for r in leaked[:4])))
     return out
-
-
-def textwrap_dedent(code: str) -> str:
-    import textwrap
-    return textwrap.dedent(code)
 
 
 def all_leaks() -> list[Leak]:
@@ -145,24 +141,16 @@ def graded_questions(assignment: str = "part4_interview", lesson: str = "10_inte
         heading = _MC_HEADING.search(text)
         if cell["cell_type"] == "markdown" and heading:
             options[int(heading.group(1))] = dict(_OPTION.findall(text))
-    keys, reviews, order = {}, {}, []
+    keys, names, reviews = {}, {}, {}      # MC number -> key, answer function; function -> review
     for cell in solution["cells"]:
         text = _source(cell)
-        key = _KEY.search(text)
+        key, name, review = _KEY.search(text), re.search(r"def (\w+)\(", text), _REVIEW.search(text)
         if key:
             keys[int(key.group(1))] = key.group(2)
-            order.append(int(key.group(1)))
-        review = _REVIEW.search(text)
+            names[int(key.group(1))] = name.group(1) if name else ""
         if review:
             reviews[review.group(1)] = review.group(3)
-    by_number = {}
-    for cell in solution["cells"]:
-        text = _source(cell)
-        key = _KEY.search(text)
-        name = re.search(r"def (\w+)\(", text)
-        if key and name:
-            by_number[int(key.group(1))] = reviews.get(name.group(1), "")
-    return [Question(n, options.get(n, {}), keys[n], by_number.get(n, "")) for n in order]
+    return [Question(n, options.get(n, {}), k, reviews.get(names[n], "")) for n, k in keys.items()]
 
 
 def _score(questions, picks) -> float:
