@@ -3,7 +3,7 @@
 The grader service (the formgrader) runs in /home/grader-kdlab, where the
 course repository is cloned as ./kdlab. The formgrader loads this file and
 the global one, not the course's own nbgrader_config.py, so the course's
-settings are repeated here (tests/test_part4_docs.py checks that they stay the
+settings are repeated here (tests/docs/test_docs.py checks that they stay the
 same as the repository's nbgrader_config.py).
 """
 

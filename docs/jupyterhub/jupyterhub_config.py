@@ -36,12 +36,12 @@ What it sets up:
   environment (fast mode by default, the shared data folder, one thread each
   so that a room of learners shares the cores).
 
-Tested in kdlab's test suite (tests/test_part4_docs.py): this file executes
+Tested in kdlab's test suite (tests/docs/test_docs.py): this file executes
 with a stub ``get_config``, its roster parsing, its consistency with the
 nbgrader configs beside it, and, when JupyterHub is importable, that every
 value it sets passes JupyterHub's own trait validation. A real hub runs it in
 scripts/rehearse_workshop.py (opt-in: KDLAB_REHEARSAL=1 python -m pytest
-tests/test_workshop_rehearsal.py, as root): real Linux accounts, a class
+tests/grading/test_workshop_rehearsal.py, as root): real Linux accounts, a class
 worked through the hub's API, from release to each learner's own feedback.
 """
 

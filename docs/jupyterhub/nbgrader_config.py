@@ -7,7 +7,7 @@ shared folder through which assignments are released and hand-ins submitted.
     sudo mkdir -p /srv/nbgrader/exchange && sudo chmod 1777 /srv/nbgrader/exchange
 
 The course id must equal COURSE_ID in jupyterhub_config.py (the grader
-service is named after it). tests/test_part4_docs.py runs nbgrader's release,
+service is named after it). tests/docs/test_docs.py runs nbgrader's release,
 fetch, submit, collect, autograde, feedback and release_feedback through an
 exchange with these settings (in a temporary folder, as one user).
 """

@@ -25,8 +25,8 @@ from kdlab.grading import replay, scoring
 h = pytest.importorskip("nbgrader_harness")
 part1 = pytest.importorskip("part1_answers")
 part2 = pytest.importorskip("part2_answers")
-part3 = pytest.importorskip("test_part3_lesson7_8_answers")
-lesson9 = pytest.importorskip("test_part3_lesson9_grading")
+part3 = pytest.importorskip("part3_answers")
+lesson9 = pytest.importorskip("lesson9_answers")
 
 BANKS = [(part1.WRONG, part1.LESSON), (part2.WRONG, part2.LESSON), (part3.WRONG, part3.LESSON),
          (lesson9.WRONG, {e: lesson9.LESSON for e in lesson9.EXERCISES})]

@@ -184,7 +184,7 @@ def test_multiple_choice_answers_spread_over_the_letters():
     letters = [re.search(r'return "([A-D])"', h.cell(solution(), n).source).group(1) for n in MC_IDS]
     share = len(letters) / 4
     assert all(share - 1 <= letters.count(x) <= share + 1 for x in "ABCD"), letters
-    for period in (2, 3, 4):   # no letter dominates any residue class: tests/test_assessment.py measures the cycles
+    for period in (2, 3, 4):   # no letter dominates any residue class: tests/course/test_assessment.py measures the cycles
         for r in range(period):
             column = letters[r::period]
             assert max(column.count(x) for x in "ABCD") <= len(column) / 2 + 0.5, (period, r, letters)

@@ -6,9 +6,7 @@ import os
 import stat
 import tarfile
 import threading
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -510,7 +510,7 @@ def test_plain_nbgrader_feedback_would_show_the_answer_key(exchange):
     plain.mkdir(exist_ok=True)
     env = h.grading_env(root / "cache")
     env["JUPYTER_CONFIG_DIR"] = str(plain)
-    h.nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", f"--CourseDirectory.feedback_directory=plain_feedback",
+    h.nbgrader(course, "generate_feedback", ASSIGNMENT, "--force", "--CourseDirectory.feedback_directory=plain_feedback",
                env=env)
     (page,) = (course / "plain_feedback").glob(f"*/{ASSIGNMENT}/{LESSON}.html")
     assert "expect_choice" in page.read_text()

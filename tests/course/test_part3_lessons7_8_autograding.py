@@ -18,7 +18,7 @@ import shutil
 import pytest
 
 import nbgrader_harness as h
-import test_part3_lesson7_8_answers as answers
+import part3_answers as answers
 
 ASSIGNMENT = "part3_beyond"
 LESSONS = ["07_feature_distillation", "08_compress_for_deployment"]

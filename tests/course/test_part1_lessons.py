@@ -73,7 +73,7 @@ def test_lessons_read_like_a_chapter(lesson):
     assert "$$" in markdown, "key equations in LaTeX"
     for name in EXERCISES[lesson]:
         assert re.search(rf"## Exercise \d+ — `{name}\(", markdown), f"{lesson}: no exercise section for {name}"
-    # every exercise has tiered hints: a nudge first, then the key idea (tests/test_assessment.py checks their content)
+    # every exercise has tiered hints: a nudge first, then the key idea (tests/course/test_assessment.py checks their content)
     assert markdown.count("<summary><b>Hint 1 · a nudge</b></summary>") == len(EXERCISES[lesson])
     assert markdown.count("<summary><b>Hint 2 ") == len(EXERCISES[lesson])
     assert "<summary><b>Hint</b></summary>" not in markdown

@@ -19,7 +19,7 @@ import pytest
 
 from kdlab import cli, lab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INSTRUCTORS_MD = REPO / "docs" / "instructors.md"
 
 

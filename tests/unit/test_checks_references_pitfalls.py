@@ -232,6 +232,7 @@ def test_kd_step_networks_are_seeded_mode_dependent_and_leave_the_rng_alone():
     (s1, t1), (s2, t2) = pitfalls.kd_step_networks(3), pitfalls.kd_step_networks(3)
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(a, b) for a, b in zip(t1.state_dict().values(), t2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(s1.state_dict().values(), s2.state_dict().values()))
     assert not t1.training and s1.training
     x = torch.randn(8, 1, 3, 4)
     with torch.no_grad():

@@ -34,7 +34,7 @@ from browser_helpers import (
     start_chromium,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HTML = ".widget-html, .widget-htmlmath"          # ipywidgets' HTML and HTMLMath outputs
 LESSON1 = "part1_foundations/01_softmax_temperature.ipynb"
 LESSON9 = "part3_beyond/09_distilling_language_models.ipynb"

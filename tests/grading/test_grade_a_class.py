@@ -39,7 +39,7 @@ from kdlab.grading import preprocessors as pp
 from kdlab.grading import runner
 from kdlab.grading.worker import classify
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HIDDEN_SOURCE = "SECRET_HIDDEN_SOURCE_1729"   # appears only in the hidden tests' code
 HIDDEN_MESSAGE = "double(-3) should be -6"     # the message a failing hidden test shows the learner
 

@@ -19,7 +19,7 @@ import pytest
 
 from kdlab import checks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 SETUP = "import torch\nimport kdlab.losses\nfrom kdlab.checks import Checker"

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "notebook_metadata.py"
 KEYS = {"name", "version", "mimetype", "file_extension", "codemirror_mode", "nbconvert_exporter", "pygments_lexer"}
 

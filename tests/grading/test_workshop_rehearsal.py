@@ -1,6 +1,6 @@
 """The workshop rehearsal on a real JupyterHub (scripts/rehearse_workshop.py), as one opt-in test.
 
-    KDLAB_REHEARSAL=1 python -m pytest tests/test_workshop_rehearsal.py      # as root, on Linux
+    KDLAB_REHEARSAL=1 python -m pytest tests/grading/test_workshop_rehearsal.py      # as root, on Linux
 
 It installs JupyterHub (pip) and configurable-http-proxy (npm) if absent, creates and deletes Linux accounts,
 starts a hub on 127.0.0.1 with docs/jupyterhub/ and walks a class through release, fetch, submit, collect,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "rehearse_workshop.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rehearse_workshop.py"
 
 
 def _skip_reason() -> str | None:
