@@ -1,4 +1,4 @@
-"""nbgrader configuration: the repository root is the course root (see COURSE.md).
+"""nbgrader configuration: the repository root is the course root (see docs/course.md).
 
     nbgrader generate_assignment part1_foundations --force   # solutions/ -> notebooks/
     nbgrader autograde part1_foundations                      # submitted/ -> autograded/

@@ -5,8 +5,9 @@
     python benchmarks/grade_vs_nbgrader.py --students 6 --repeat 2
 
 The class is built from part 1 (solutions/part1_foundations): students cycle
-through the solutions, the released notebooks, each COURSE.md bug injected
-into every exercise it applies to, and correct answers that print to stderr.
+through the solutions, the released notebooks, each KD bug of docs/course.md
+injected into every exercise it applies to, and correct answers that print to
+stderr.
 Every student hands in all three notebooks, so every hand-in is valid.
 
 Plain nbgrader does what an instructor runs, in one scratch course:
@@ -45,7 +46,9 @@ def build_class(course: Path, students: int) -> list:
     import nbgrader_harness as h
     import part1_answers as answers
 
-    lessons = sorted(p.stem for p in (course / "solutions" / ASSIGNMENT).glob("*.ipynb"))
+    from kdlab import course as manifest
+
+    lessons = h.lesson_names(ASSIGNMENT)      # the course manifest's (kdlab/course.json)
 
     def solution(lesson):
         return h.load(course / "solutions" / ASSIGNMENT / f"{lesson}.ipynb")
@@ -68,7 +71,7 @@ def build_class(course: Path, students: int) -> list:
                 ("released", lambda: {lesson: course / "notebooks" / ASSIGNMENT / f"{lesson}.ipynb"
                                       for lesson in lessons}),
                 ("noisy", noisy)]
-    variants += [(f"bug{n:02d}", lambda n=n: with_bug(n)) for n in range(1, 11)]
+    variants += [(f"bug{b.number:02d}", lambda n=b.number: with_bug(n)) for b in manifest.bugs()]
     names = []
     for i in range(students):
         kind, make = variants[i % len(variants)]

@@ -1,4 +1,4 @@
-r"""Lesson 3's pitfalls lab: the ten KD bugs of COURSE.md as runnable losses, and their measured effects.
+r"""Lesson 3's pitfalls lab: the ten KD bugs of docs/course.md as runnable losses, and their measured effects.
 
 Each :class:`Pitfall` holds a *deliberately wrong* distillation loss with the
 signature of :func:`kdlab.losses.distillation_loss`,

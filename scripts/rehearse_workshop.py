@@ -77,6 +77,9 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from kdlab import course  # the course manifest (kdlab/course.json): where the exercise lives
+
 HUB_DOCS = REPO / "docs" / "jupyterhub"
 COURSE_ID = "kdlab"
 GRADER = f"grader-{COURSE_ID}"
@@ -84,9 +87,9 @@ INSTRUCTOR = "kdr-ada"
 RIGHT, WRONG = "kdr-alan", "kdr-barbara"          # the learner who answers softmax_t right, and the one who does not
 LEARNERS = [RIGHT, WRONG]
 ACCOUNTS = [INSTRUCTOR, *LEARNERS, GRADER]
-ASSIGNMENT = "part1_foundations"
-LESSON = "01_softmax_temperature"
-EXERCISE = "softmax_t"
+EXERCISE = "softmax_t"                             # the exercise the learners answer; its lesson and assignment:
+LESSON = course.exercise(EXERCISE).lesson          # 01_softmax_temperature
+ASSIGNMENT = course.exercise(EXERCISE).assignment  # part1_foundations
 SCORE = re.compile(r"\(Score: ([\d.]+) / ([\d.]+)\)")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 

@@ -21,6 +21,8 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdlab import course
+
 REPO = Path(__file__).resolve().parents[1]
 NGRAM = 5
 LEAK_LIMIT = 0.40
@@ -47,8 +49,8 @@ def load(path: Path) -> dict:
 
 
 def lessons() -> list[tuple[str, str]]:
-    """(assignment, lesson) of every lesson in solutions/, in course order."""
-    return [(p.parent.name, p.stem) for p in sorted((REPO / "solutions").glob("*/*.ipynb"))]
+    """(assignment, lesson) of every lesson, in course order (the course manifest, kdlab/course.json)."""
+    return [(lesson.assignment, lesson.name) for lesson in course.lessons()]
 
 
 def text_tokens(text: str) -> list[str]:
@@ -131,8 +133,14 @@ class Question:
     review: str            # where the course teaches it ("Lesson 3, section 4")
 
 
-def graded_questions(assignment: str = "part4_interview", lesson: str = "10_interview_drill") -> list[Question]:
-    """The graded multiple-choice questions: options from the learner's notebook, keys from the solution."""
+def graded_questions(assignment: str | None = None, lesson: str | None = None) -> list[Question]:
+    """The graded multiple-choice questions: options from the learner's notebook, keys from the solution.
+
+    By default those of the lesson that has the course's multiple-choice exercises (lesson 10).
+    """
+    if lesson is None:
+        lesson = next(e.lesson for e in course.exercises() if e.kind == "choice")
+    assignment = assignment or course.lesson(lesson).assignment
     released = load(REPO / "notebooks" / assignment / f"{lesson}.ipynb")
     solution = load(REPO / "solutions" / assignment / f"{lesson}.ipynb")
     options = {}
@@ -210,7 +218,7 @@ def exercise_hints(assignment: str, lesson: str) -> list[Hints]:
         meta = _nbgrader(cell)
         if cell["cell_type"] != "code" or not meta.get("solution") or not re.search(r"^def \w+", _source(cell), re.M):
             continue
-        if meta["grade_id"].startswith(("q_", "n_")):
+        if course.exercise(meta["grade_id"]).kind != "code":    # lesson 10's graded questions have no hints
             continue
         prose = []
         for before in reversed(cells[:i]):

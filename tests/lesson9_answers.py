@@ -6,17 +6,18 @@ import textwrap
 
 
 import nbgrader_harness as h
+from kdlab import course
 
-ASSIGNMENT = "part3_beyond"
 LESSON = "09_distilling_language_models"
-EXERCISES = ["forward_kl", "reverse_kl", "generalized_jsd", "gkd_step"]
+ASSIGNMENT = course.lesson(LESSON).assignment
+EXERCISES = [e.name for e in course.lesson(LESSON).exercises]      # from the course manifest (kdlab/course.json)
 # The families of wrong answers each exercise's bank must cover; the k-th wrong submission takes one of the k-th.
 FAMILIES = {"forward_kl": ["direction", "probabilities", "averaging"],
             "reverse_kl": ["direction", "probabilities", "averaging"],
             "generalized_jsd": ["direction", "probabilities", "averaging"],
             "gkd_step": ["policy", "gradient", "averaging", "direction", "models"]}
 WRONG_SUBMISSIONS = max(len(f) for f in FAMILIES.values())
-SOLUTION = h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb"
+SOLUTION = h.REPO / course.lesson(LESSON).path
 
 
 def src(text: str) -> str:

@@ -1,6 +1,6 @@
 """Drive the real nbgrader on the course, in a scratch copy: generate, submit, autograde, read the scores.
 
-The repository root is the nbgrader course root (COURSE.md). Grading never
+The repository root is the nbgrader course root (docs/course.md). Grading never
 happens there: :func:`make_course` copies ``nbgrader_config.py`` and the
 assignments' ``solutions/`` into a scratch folder and runs
 ``nbgrader generate_assignment`` in it, which fills that folder's gradebook
@@ -17,7 +17,9 @@ Notebooks are edited as ``nbformat`` nodes with :func:`load`, :func:`cell`,
 (the answer cell's id is the function's name, its test cell's is
 ``test_<name>``). :func:`run_graded_cells` runs what the autograder runs (the
 setup, answer and test cells, never ``#| experiment`` cells) in this process,
-for quick checks of many answers without starting kernels.
+for quick checks of many answers without starting kernels. Which lessons and
+exercises the course has comes from its manifest (:mod:`kdlab.course`):
+:func:`lesson_names`, :func:`exercise_names`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import time
 from pathlib import Path
 
 import nbformat
+
+import kdlab.course as manifest
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_MARKER = "#| experiment"
@@ -72,8 +76,18 @@ def make_course(dest: Path, assignments, *, env: dict | None = None) -> Path:
 
 
 def notebook_names(course: Path, assignment: str) -> list[str]:
-    """The assignment's notebook names (file stems), sorted."""
+    """The assignment's notebook names (file stems) in the scratch course ``course``, sorted."""
     return sorted(p.stem for p in (Path(course) / "solutions" / assignment).glob("*.ipynb"))
+
+
+def lesson_names(assignment: str) -> list[str]:
+    """The assignment's lessons (notebook names), in course order, from the course manifest (kdlab/course.json)."""
+    return [lesson.name for lesson in manifest.lessons(assignment)]
+
+
+def exercise_names(lesson: str) -> list[str]:
+    """The graded exercises of ``lesson`` (their answer cells' grade_ids), in notebook order, from the manifest."""
+    return [e.name for e in manifest.lesson(lesson).exercises]
 
 
 def submit(course: Path, student: str, assignment: str, notebooks: dict) -> Path:
@@ -151,8 +165,10 @@ def execute_fast(nb, path: Path = REPO, timeout: float = 600) -> float:
 
 
 def check_exercise_cells(nb, names: list[str]) -> None:
-    """COURSE.md's conventions: answer cell ``name`` defines exactly ``name()``; its locked test cell
-    ``test_name`` follows it, with points, one hidden-tests block and the visible checks; none is an experiment."""
+    """The conventions of docs/course.md: answer cell ``name`` defines exactly ``name()``; its locked test cell
+    ``test_name`` follows it, with points, one hidden-tests block and the visible checks; none is an experiment.
+
+    ``names``: the lesson's code exercises, e.g. ``exercise_names(lesson)``."""
     import ast
 
     answer_ids = [grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]

@@ -1,7 +1,7 @@
 """Answers to part 1's exercises that the grading tests submit: wrong ones, noisy ones, wrappers.
 
 ``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
-``"bug N: ..."`` inject bug N of COURSE.md's list; the others are further
+``"bug N: ..."`` inject bug N of docs/course.md's list; the others are further
 plausible mistakes (a wrong dimension, reduction or sign, NaN on an edge case,
 2-D-only code, no gradient, ...). Each is the solution with the one mistake,
 so a failing test shows that the hidden tests catch that mistake itself.
@@ -12,16 +12,10 @@ from __future__ import annotations
 import re
 import textwrap
 
-LESSON = {
-    "softmax_t": "01_softmax_temperature",
-    "entropy": "01_softmax_temperature",
-    "class_similarity": "02_dark_knowledge",
-    "most_similar_pairs": "02_dark_knowledge",
-    "kd_kl": "03_kd_loss",
-    "distillation_loss": "03_kd_loss",
-    "fix_kd_step": "03_kd_loss",
-    "kd_logit_grad": "03_kd_loss",
-}
+from kdlab import course
+
+# {exercise: lesson} of part 1, in course order, from the course manifest (kdlab/course.json).
+LESSON = course.lesson_of("part1_foundations")
 
 
 def _src(text: str) -> str:
@@ -358,7 +352,7 @@ WRONG = {
 
 
 def course_bug(label: str) -> int | None:
-    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
     m = re.match(r"bug (\d+):", label)
     return int(m.group(1)) if m else None
 

@@ -1,7 +1,7 @@
 """Answers to part 2's exercises that the grading tests submit: wrong ones and kdlab wrappers.
 
 ``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
-``"bug N: ..."`` inject bug N of COURSE.md's list where it applies to the
+``"bug N: ..."`` inject bug N of docs/course.md's list where it applies to the
 exercise; the others are further plausible mistakes. Each is the solution with
 the one mistake, so a failing test shows that the hidden tests catch that
 mistake itself. Noisy correct answers reuse part 1's ``noisy``.
@@ -12,13 +12,10 @@ from __future__ import annotations
 import re
 import textwrap
 
-LESSON = {
-    "count_errors": "04_teacher",
-    "jitter": "04_teacher",
-    "distill_step": "05_distill",
-    "train_distilled": "05_distill",
-    "bias_shift_for_class": "06_dark_knowledge_experiments",
-}
+from kdlab import course
+
+# {exercise: lesson} of part 2, in course order, from the course manifest (kdlab/course.json).
+LESSON = course.lesson_of("part2_mnist")
 
 
 def _src(text: str) -> str:
@@ -285,12 +282,12 @@ WRAPPERS = {
 
 
 def course_bug(label: str) -> int | None:
-    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
     m = re.match(r"bug (\d+):", label)
     return int(m.group(1)) if m else None
 
 
-# The COURSE.md bugs that apply to part 2's exercises: 1-10 in distill_step; 2, 3, 5-10 in
+# The bugs of docs/course.md that apply to part 2's exercises: 1-10 in distill_step; 2, 3, 5-10 in
 # train_distilled; 8 (eval mode, no gradients) and 10 (argmax over the batch) in count_errors; 10 in
 # bias_shift_for_class.
-APPLICABLE_BUGS = set(range(1, 11))
+APPLICABLE_BUGS = {bug.number for bug in course.bugs()}

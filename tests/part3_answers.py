@@ -2,7 +2,7 @@
 
 (Data only: pytest collects no test here.) ``WRONG[exercise]`` maps a label to
 the source of a wrong answer cell; each is the solution with one plausible
-mistake. Labels ``"bug N: ..."`` inject bug N of COURSE.md's list where it
+mistake. Labels ``"bug N: ..."`` inject bug N of docs/course.md's list where it
 applies to feature losses (bug 8: gradients flowing into the teacher).
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 import textwrap
 
-LESSON = {
-    "hint_loss": "07_feature_distillation",
-    "attention_map": "07_feature_distillation",
-    "attention_transfer_loss": "07_feature_distillation",
-    "model_size_bytes": "08_compress_for_deployment",
-    "sparsity": "08_compress_for_deployment",
-}
+from kdlab import course
+
+# {exercise: lesson} of lessons 7 and 8, in course order, from the course manifest (kdlab/course.json);
+# lesson 9's answers are in tests/lesson9_answers.py.
+LESSON = {e.name: e.lesson for name in ("07_feature_distillation", "08_compress_for_deployment")
+          for e in course.lesson(name).exercises}
 
 
 def _src(text: str) -> str:
@@ -231,7 +230,7 @@ WRONG = {
 
 
 def course_bug(label: str) -> int | None:
-    """The COURSE.md bug number a WRONG label injects, or None for the other mistakes."""
+    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
     m = re.match(r"bug (\d+):", label)
     return int(m.group(1)) if m else None
 

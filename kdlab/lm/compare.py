@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from .. import settings
+from ..models import count_params
 from . import losses, models, scoring
 from . import train as lm_train
 from .language import BracketLanguage
@@ -167,14 +168,14 @@ def result(setup: Setup, students: Students) -> dict:
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(c).items()},
         "truth": scoring.score_truth(setup.lang, c.n_samples, seed=setup.seed),
         "teacher": {**setup.teacher_scores, "train_seconds": setup.teacher_seconds,
-                    "params": models.count_params(setup.teacher), "arch": setup.teacher.name},
-        "student_start": {**students.start_scores, "params": models.count_params(students.start),
+                    "params": count_params(setup.teacher), "arch": setup.teacher.name},
+        "student_start": {**students.start_scores, "params": count_params(students.start),
                           "arch": students.start.name, "warm_steps": c.warm_steps},
     }
     for method, scores in students.scores.items():
         res[method] = {**scores, "train_seconds": students.logs[method].seconds,
                        "description": lm_train.DESCRIPTIONS[method],
-                       "params": models.count_params(students.models[method])}
+                       "params": count_params(students.models[method])}
     return res
 
 

@@ -41,10 +41,6 @@ class GRULM(nn.Module):
         return f"gru-{self.hidden}" + (f"x{self.layers}" if self.layers > 1 else "")
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def inputs_and_targets(tokens: torch.Tensor, lengths: torch.Tensor):
     """A padded batch -> (inputs, targets, mask), each (B, max_len).
 

@@ -30,7 +30,7 @@ full = h.full_marks
 
 
 def course_bug_answers(number: int) -> dict:
-    """{exercise: wrong source} for every exercise to which COURSE.md bug ``number`` applies."""
+    """{exercise: wrong source} for every exercise to which bug ``number`` of docs/course.md applies."""
     return {exercise: source for exercise, variants in answers.WRONG.items()
             for label, source in variants.items() if answers.course_bug(label) == number}
 

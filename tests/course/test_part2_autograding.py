@@ -1,5 +1,5 @@
 """Part 2's autograding, proven with the real nbgrader, as for part 1: right answers get full marks,
-the untouched release gets 0, each applicable COURSE.md bug and other wrong answers lose the points of
+the untouched release gets 0, each applicable bug of docs/course.md and other wrong answers lose the points of
 their exercise, stderr noise costs nothing, kdlab wrappers earn nothing, tampered tests are restored.
 
 One scratch course is generated from solutions/part2_mnist (which also proves notebooks/part2_mnist is
@@ -30,7 +30,7 @@ full = h.full_marks
 
 
 def course_bug_answers(number: int) -> dict:
-    """{exercise: wrong source} for every exercise to which COURSE.md bug ``number`` applies.
+    """{exercise: wrong source} for every exercise to which bug ``number`` of docs/course.md applies.
 
     Where several wrong answers inject the same bug into one exercise, the first is submitted to
     nbgrader (the in-process tests below run all of them).

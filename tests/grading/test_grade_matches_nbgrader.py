@@ -1,7 +1,7 @@
 """``kdlab grade`` on real part-1 hand-ins, side by side with plain ``nbgrader autograde``.
 
 The class: the solutions handed in (full marks), the released notebooks (0),
-one student per COURSE.md bug (injected into every part-1 exercise it
+one student per bug of docs/course.md (injected into every part-1 exercise it
 applies to; only the notebooks touched are handed in), and a student whose
 correct answers print to stderr and warn (full marks). ``kdlab grade`` with 2
 workers and plain sequential ``nbgrader autograde`` (tests/nbgrader_harness.py)
@@ -32,7 +32,7 @@ def solution(lesson: str):
 
 
 def bug_answers(number: int) -> dict:
-    """``{lesson: notebook}``: the solutions with COURSE.md bug ``number`` in every exercise it applies to."""
+    """``{lesson: notebook}``: the solutions with bug ``number`` of docs/course.md in every exercise it applies to."""
     out = {}
     for exercise, variants in answers.WRONG.items():
         for label, source in variants.items():

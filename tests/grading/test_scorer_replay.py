@@ -1,6 +1,6 @@
 """The scorer outside the sandbox judges every answer as the test cells judge it in the learner's kernel.
 
-For every wrong answer of the answer banks (the COURSE bugs and the other
+For every wrong answer of the answer banks (the bugs of docs/course.md and the other
 plausible mistakes of parts 1 to 3) and for the solutions, each lesson's test
 cells run twice in this process: once on the answer itself, as nbgrader runs
 them, and once as ``kdlab grade`` does (the answer called on the plan's

@@ -15,7 +15,7 @@ from kdlab.data import SPLITS
 from kdlab.errors import DataError
 from kdlab.idx import encode_idx
 
-from conftest import full_data_dir, make_arrays, write_dataset
+from data_helpers import full_data_dir, make_arrays, write_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -101,9 +101,12 @@ def test_shipped_samples_are_real_data():
     assert data.load("mnist", sample=True).y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 
-@pytest.mark.skipif(full_data_dir() is None, reason="full MNIST not available (set KDLAB_DATA)")
+FULL_DATA = full_data_dir()   # read before the autouse fixture above hides $KDLAB_DATA
+
+
+@pytest.mark.skipif(FULL_DATA is None, reason="full MNIST not available (set KDLAB_DATA)")
 def test_full_mnist_matches_published_counts_and_sample():
-    root = full_data_dir()
+    root = FULL_DATA
     ds = data.load("mnist", root=root)
     assert torch.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert torch.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -184,7 +187,7 @@ def test_download_tries_mirrors_verifies_and_writes_atomically(monkeypatch, isol
 
 
 def test_download_of_real_mnist_checks_real_checksums(isolated_cache):
-    root = full_data_dir()
+    root = FULL_DATA
     if root is None:
         pytest.skip("full MNIST not available")
     served = {f"/mnist/{p.name}": p.read_bytes() for p in (root / "mnist").iterdir()}

@@ -6,14 +6,12 @@ full-settings run of the comparison, whose claims the lesson quotes (about a min
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
 import nbgrader_harness as h
@@ -22,59 +20,19 @@ from kdlab.lm import compare
 
 ASSIGNMENT = "part3_beyond"
 LESSON = "09_distilling_language_models"
-EXERCISES = ["forward_kl", "reverse_kl", "generalized_jsd", "gkd_step"]
 SOLUTION = h.REPO / "solutions" / ASSIGNMENT / f"{LESSON}.ipynb"
-RELEASED = h.REPO / "notebooks" / ASSIGNMENT / f"{LESSON}.ipynb"
 
 
 def solution():
     return h.load(SOLUTION)
 
 
-@pytest.mark.parametrize("path", [SOLUTION, RELEASED], ids=["solutions", "notebooks"])
-def test_notebooks_are_committed_clean(path):
-    nb = h.load(path)
-    nbformat.validate(nb)
-    assert all(not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code")
-
-
-def test_exercise_cells_follow_the_grade_id_conventions():
-    nb = solution()
-    answer_ids = [h.grade_id(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert answer_ids == EXERCISES
-    for name in answer_ids:
-        answer = h.cell(nb, name)
-        functions = [n.name for n in ast.parse(answer.source).body if isinstance(n, ast.FunctionDef)]
-        assert functions == [name]
-        assert "### BEGIN SOLUTION" in answer.source and "### END SOLUTION" in answer.source
-        following = nb.cells[nb.cells.index(answer) + 1]
-        meta = following.metadata.get("nbgrader", {})
-        assert h.grade_id(following) == f"test_{name}"
-        assert meta.get("grade") and meta.get("locked") and meta.get("points", 0) > 0 and not meta.get("solution")
-        assert following.source.count("### BEGIN HIDDEN TESTS") == 1 == following.source.count("### END HIDDEN TESTS")
-        assert f"Checker({name}" in following.source and following.source.rstrip().endswith("check.done()")
-        assert not h.is_experiment(answer) and not h.is_experiment(following)
-    # grading runs only the setup, the answers and their tests: every other code cell is an experiment
-    graded = h.graded_cells(nb)
-    assert len(graded) == 1 + 2 * len(EXERCISES) and "setup()" in graded[0].source
-
-
-def test_the_lesson_reads_like_a_chapter():
-    nb = solution()
-    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    for section in ["Learning goals", "Pitfalls", "What we learned", "Reading the table"]:
-        assert section in markdown
-    assert "$$" in markdown
-    for name in EXERCISES:
-        assert re.search(rf"## Exercise \d+ — `{name}\(", markdown)
-    # hints in two tiers before every exercise (a nudge, then the key idea)
-    assert "<summary><b>Hint</b></summary>" not in markdown
-    assert markdown.count("<summary><b>Hint 1 · a nudge</b></summary>") == len(EXERCISES)
-    assert markdown.count("<summary><b>Hint 2 · the key idea</b></summary>") == len(EXERCISES)
-    # the definitions the issue asks for, stated in the lesson
+def test_the_lesson_states_its_definitions_and_quotes_no_measured_value():
+    markdown = "\n".join(c.source for c in solution().cells if c.cell_type == "markdown")
+    assert "Reading the table" in markdown
     assert r"M = \beta P + (1-\beta) Q" in markdown and "0 < \\beta < 1" in markdown
     assert "Kim and Rush" in markdown and "Agarwal" in markdown
-    experiments_ = [c for c in nb.cells if h.is_experiment(c)]
+    experiments_ = [c for c in solution().cells if h.is_experiment(c)]
     assert sum("plt.show()" in c.source for c in experiments_) >= 4
     assert any("mixture.explorer(" in c.source for c in experiments_)
     assert any("compare.claims(" in c.source for c in experiments_)
@@ -82,38 +40,12 @@ def test_the_lesson_reads_like_a_chapter():
     assert not re.search(r"\b0\.\d{3,}\b", markdown)
 
 
-def test_released_notebook_hides_solutions_and_tests():
-    nb = h.load(RELEASED)
-    text = "\n".join(c.source for c in nb.cells)
-    assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text
-    for name in EXERCISES:
-        assert "raise NotImplementedError()" in h.cell(nb, name).source
-        assert re.search(r"check\.(matches|call)\(", h.cell(nb, f"test_{name}").source)   # visible checks
-
-
-@pytest.fixture
-def fast_kernel_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("KDLAB_FAST", "1")
-    monkeypatch.delenv("MPLBACKEND", raising=False)   # the inline backend: plots are outputs
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-
-
-def test_solution_notebook_runs_top_to_bottom_in_fast_mode(fast_kernel_env):
-    nb = solution()
-    seconds = h.execute_fast(nb)
-    print(f"\n{LESSON}: executed in {seconds:.1f} s under KDLAB_FAST=1")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+def test_the_lesson_shows_the_mixture_widget_and_the_comparison_and_writes_nothing_to_stderr(executed):
+    nb, _ = executed(LESSON)
     stderr = [o.text for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "stream" and o.name == "stderr" and "it/s" not in o.text and "%|" not in o.text]
     assert not stderr, stderr
-    for name in EXERCISES:
-        text = "".join(o.get("text", "") for o in h.cell(nb, f"test_{name}").outputs)
-        assert f"{name}: all" in text and "checks passed" in text
     experiment_cells = [c for c in nb.cells if h.is_experiment(c)]
-    assert all(c.outputs for c in experiment_cells), "every experiment cell shows something"
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                for c in experiment_cells if "mixture.explorer(" in c.source for o in c.outputs)
     everything = "".join(o.get("text", "") for c in experiment_cells for o in c.outputs)

@@ -1,0 +1,47 @@
+"""What lessons 1 to 8 show when they run: the widgets, the experiments' tables, the terminal commands they name.
+
+The executions are the session's (tests/course/conftest.py); lessons 9 and 10 have their own files.
+"""
+
+from __future__ import annotations
+
+import nbgrader_harness as h
+from kdlab import course
+
+
+def experiment_outputs(nb) -> tuple[list, str]:
+    cells = [c for c in nb.cells if h.is_experiment(c)]
+    return cells, "".join(o.get("text", "") for c in cells for o in c.outputs)
+
+
+def source_of(name: str, cell_type: str | None = None) -> str:
+    nb = h.load(h.REPO / course.lesson(name).path)
+    return "\n".join(c.source for c in nb.cells if cell_type is None or c.cell_type == cell_type)
+
+
+def test_lesson_1_displays_the_temperature_widget(executed):
+    cells, _ = experiment_outputs(executed("01_softmax_temperature")[0])
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in cells for o in c.outputs)
+
+
+def test_lesson_6_names_the_terminal_commands_of_its_experiments():
+    markdown = source_of("06_dark_knowledge_experiments", "markdown")
+    for command in ("kdlab experiment omitted-digit --digit 3 --seed 0 --json",
+                    "kdlab experiment few-labels --fraction 0.01 --seed 0 --json",
+                    "kdlab experiment temperature-vs-width --seed 0 --json"):
+        assert command in markdown
+
+
+def test_lesson_7_compares_the_feature_methods_on_fashion_mnist(executed):
+    assert "Fashion-MNIST" in source_of("07_feature_distillation")
+    cells, text = experiment_outputs(executed("07_feature_distillation")[0])
+    assert "student alone" in text and "attention transfer" in text and "KD + hints + AT" in text
+    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs) >= 2
+
+
+def test_lesson_8_prints_its_headline_from_the_registered_compress_experiment(executed):
+    assert "kdlab experiment compress" in source_of("08_compress_for_deployment")
+    cells, text = experiment_outputs(executed("08_compress_for_deployment")[0])
+    assert "keeps" in text and "of its size" in text and "times faster" in text
+    assert "restores identical logits: True" in text
+    assert sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs) >= 2
