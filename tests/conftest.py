@@ -23,15 +23,29 @@ def small_data_root(tmp_path):
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def part1_class(tmp_path_factory):
+    """Part 1's class of hand-ins after one plain `nbgrader autograde` (tests/part1_class.py): two suites read it."""
+    import part1_class
+
+    return part1_class.autograde(tmp_path_factory.mktemp("part1_class"))
+
+
 # The edit loop's subset, `python -m pytest -m quick` (under 2 minutes): the unit tests, the docs checks and
 # the course's static checks, less any test marked `slow`. The rest runs lessons, kernels, nbgrader or a browser.
 QUICK = ("unit/", "docs/", "course/test_lesson_conventions.py", "course/test_assessment.py",
          "course/test_notebook_metadata.py")
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     tests = Path(__file__).resolve().parent
     for item in items:
         where = item.path.resolve().relative_to(tests).as_posix()
         if where.startswith(QUICK) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.quick)
+        # `python -m pytest` runs on 2 xdist workers, a module at a time (--dist loadgroup): a module's
+        # fixtures are built once, on the worker that runs all of its tests. Tests that share a session
+        # fixture across modules name their group themselves (a lesson's execution, part 1's graded class).
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(where))

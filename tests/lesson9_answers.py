@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 
 
 import nbgrader_harness as h
+from answer_tools import course_bug, edit, noisy, src  # noqa: F401 - part of this bank's interface
 from kdlab import course
 
 LESSON = "09_distilling_language_models"
@@ -18,20 +18,6 @@ FAMILIES = {"forward_kl": ["direction", "probabilities", "averaging"],
             "gkd_step": ["policy", "gradient", "averaging", "direction", "models"]}
 WRONG_SUBMISSIONS = max(len(f) for f in FAMILIES.values())
 SOLUTION = h.REPO / course.lesson(LESSON).path
-
-
-def src(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
-
-def edit(base: str, *pairs: tuple[str, str]) -> str:
-    out = src(base)
-    for old, new in pairs:
-        assert out.count(old) == 1, (old, out)
-        out = out.replace(old, new)
-    return out
-
-
 FORWARD = '''
 def forward_kl(teacher_logits, student_logits):
     log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
@@ -317,24 +303,5 @@ WRAPPERS = {
     "gkd_step": "import kdlab.lm.losses as _losses\n\n" + edit(
         GKD, ("return generalized_jsd(", "return _losses.generalized_jsd(")),
 }
-
-NOISE = '''
-    import logging, os, sys, warnings
-    print("computing {name}", file=sys.stderr)
-    os.write(2, b"raw stderr from {name}\\n")
-    warnings.warn("a harmless warning from {name}")
-    logging.getLogger("learner").warning("a logged warning from {name}")
-'''
-
-
-def noisy(source: str, name: str) -> str:
-    """The answer with noise on stderr, a warning and a log record at definition time and on every call."""
-    lines = source.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
-    body = header + 1
-    while lines[body].lstrip().startswith('"""'):
-        body += 1
-    noise = textwrap.indent(textwrap.dedent(NOISE.format(name=name)).strip("\n"), "    ").splitlines()
-    return "\n".join(["import sys", f'print("defining {name}", file=sys.stderr)'] + lines[:body] + noise + lines[body:])
 
 

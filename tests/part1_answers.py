@@ -9,18 +9,12 @@ so a failing test shows that the hidden tests catch that mistake itself.
 
 from __future__ import annotations
 
-import re
-import textwrap
-
+from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
+from answer_tools import edit as _edit, src as _src
 from kdlab import course
 
 # {exercise: lesson} of part 1, in course order, from the course manifest (kdlab/course.json).
 LESSON = course.lesson_of("part1_foundations")
-
-
-def _src(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
 
 SOFTMAX_T_BASE = '''
 def softmax_t(logits, T=1.0):
@@ -82,17 +76,6 @@ def _naive_softmax(z):
     e = torch.exp(z)
     return e / e.sum(dim=-1, keepdim=True)
 '''
-
-
-def _edit(base: str, *replacements: tuple[str, str], prefix: str = "") -> str:
-    """``base`` with each (old, new) replaced exactly once."""
-    out = _src(base)
-    for old, new in replacements:
-        if out.count(old) != 1:
-            raise ValueError(f"{old!r} occurs {out.count(old)} times")
-        out = out.replace(old, new)
-    return (_src(prefix) + "\n\n" + out) if prefix else out
-
 
 # The soft part of kd_kl and of an inlined distillation_loss share their bugs 1-5 and 8-10.
 _SOFT_BUGS = {
@@ -349,35 +332,6 @@ WRONG = {
         "1/T^2 instead of 1/T": _edit(GRAD_BASE, ("return ((q - p) / T).detach()", "return ((q - p) / T**2).detach()")),
     },
 }
-
-
-def course_bug(label: str) -> int | None:
-    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
-    m = re.match(r"bug (\d+):", label)
-    return int(m.group(1)) if m else None
-
-
-# Correct answers that make noise on every call: stderr from Python and from file descriptor 2, a
-# Python warning and a logged warning. They must keep full marks.
-NOISE = '''
-    import logging, os, sys, warnings
-    print("{name}: debugging output on stderr", file=sys.stderr)
-    os.write(2, b"{name}: written straight to file descriptor 2\\n")
-    warnings.warn("{name}: a warning raised by a correct answer")
-    logging.getLogger("learner").warning("{name}: a logged warning")
-'''
-
-
-def noisy(solution_source: str, name: str) -> str:
-    """The solution's answer cell with noise at definition time and on every call."""
-    lines = solution_source.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
-    body_start = header + 1
-    while lines[body_start].lstrip().startswith(('"""', "'")):   # keep the docstring first
-        body_start += 1
-    noise = textwrap.indent(textwrap.dedent(NOISE.format(name=name)).strip("\n"), "    ").splitlines()
-    top = ["import sys", f'print("defining {name}", file=sys.stderr)']
-    return "\n".join(top + lines[:body_start] + noise + lines[body_start:])
 
 
 # Answers that are, or only call, kdlab's reference: they must earn nothing.

@@ -9,28 +9,12 @@ mistake itself. Noisy correct answers reuse part 1's ``noisy``.
 
 from __future__ import annotations
 
-import re
-import textwrap
-
+from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
+from answer_tools import edit as _edit, src as _src
 from kdlab import course
 
 # {exercise: lesson} of part 2, in course order, from the course manifest (kdlab/course.json).
 LESSON = course.lesson_of("part2_mnist")
-
-
-def _src(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
-
-def _edit(base: str, *replacements: tuple[str, str]) -> str:
-    out = _src(base)
-    for old, new in replacements:
-        if out.count(old) != 1:
-            raise ValueError(f"{old!r} occurs {out.count(old)} times in the base answer")
-        out = out.replace(old, new)
-    return out
-
-
 COUNT_ERRORS = '''
 def count_errors(model, x, y):
     was_training = model.training
@@ -279,13 +263,6 @@ WRAPPERS = {
                               "            loss = kdlab.losses.distillation_loss(z, cached[rows], y[rows], T, alpha)")),
     "bias_shift_for_class": "from kdlab.experiments.omitted_digit import bias_shift_for_class",
 }
-
-
-def course_bug(label: str) -> int | None:
-    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
-    m = re.match(r"bug (\d+):", label)
-    return int(m.group(1)) if m else None
-
 
 # The bugs of docs/course.md that apply to part 2's exercises: 1-10 in distill_step; 2, 3, 5-10 in
 # train_distilled; 8 (eval mode, no gradients) and 10 (argmax over the batch) in count_errors; 10 in

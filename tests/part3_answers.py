@@ -8,20 +8,16 @@ applies to feature losses (bug 8: gradients flowing into the teacher).
 
 from __future__ import annotations
 
-import re
 import textwrap
 
+from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
+from answer_tools import src as _src
 from kdlab import course
 
 # {exercise: lesson} of lessons 7 and 8, in course order, from the course manifest (kdlab/course.json);
 # lesson 9's answers are in tests/lesson9_answers.py.
 LESSON = {e.name: e.lesson for name in ("07_feature_distillation", "08_compress_for_deployment")
           for e in course.lesson(name).exercises}
-
-
-def _src(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
 
 def _hint(body: str) -> str:
     return "def hint_loss(student_features, teacher_features, regressor):\n" + textwrap.indent(_src(body), "    ")
@@ -227,35 +223,6 @@ WRONG = {
         "the number of zeros, not a fraction": _sparsity(SPARSITY_LOOP.replace("return zeros / total", "return zeros")),
     },
 }
-
-
-def course_bug(label: str) -> int | None:
-    """The number of the docs/course.md bug a WRONG label injects, or None for the other mistakes."""
-    m = re.match(r"bug (\d+):", label)
-    return int(m.group(1)) if m else None
-
-
-# Correct answers that make noise on every call: stderr from Python and from file descriptor 2, a
-# Python warning and a logged warning. They must keep full marks.
-NOISE = '''
-import logging, os, sys, warnings
-print("{name}: debugging output on stderr", file=sys.stderr)
-os.write(2, b"{name}: written straight to file descriptor 2\\n")
-warnings.warn("{name}: a warning raised by a correct answer")
-logging.getLogger("learner").warning("{name}: a logged warning")
-'''
-
-
-def noisy(solution_source: str, name: str) -> str:
-    """The solution's answer cell with noise at definition time and on every call."""
-    lines = solution_source.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
-    body_start = header + 1
-    while lines[body_start].lstrip().startswith(('"""', "'")):   # keep the docstring first
-        body_start += 1
-    noise = textwrap.indent(_src(NOISE.format(name=name)), "    ").splitlines()
-    top = ["import sys", f'print("defining {name}", file=sys.stderr)']
-    return "\n".join(top + lines[:body_start] + noise + lines[body_start:])
 
 
 # Answers that are, or only call, kdlab's reference: they must earn nothing.

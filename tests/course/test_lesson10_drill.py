@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import nbgrader_harness as h
+from lesson_runs import on_the_worker_of
 
 ASSIGNMENT = "part4_interview"
 LESSON = "10_interview_drill"
@@ -268,6 +269,7 @@ def fast_env(monkeypatch, tmp_path):
     return tmp_path
 
 
+@on_the_worker_of(LESSON)
 def test_the_drill_shows_its_quizzes_the_soft_targets_lab_and_a_plot(executed):
     nb, _ = executed(LESSON)
     experiments = [c for c in nb.cells if h.is_experiment(c)]

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 import nbgrader_harness as h
+from lesson_runs import on_the_worker_of
 from kdlab import experiments
 from kdlab.lm import compare
 
@@ -40,6 +41,7 @@ def test_the_lesson_states_its_definitions_and_quotes_no_measured_value():
     assert not re.search(r"\b0\.\d{3,}\b", markdown)
 
 
+@on_the_worker_of(LESSON)
 def test_the_lesson_shows_the_mixture_widget_and_the_comparison_and_writes_nothing_to_stderr(executed):
     nb, _ = executed(LESSON)
     stderr = [o.text for c in nb.cells if c.cell_type == "code" for o in c.outputs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import nbgrader_harness as h
 from kdlab import course
+from lesson_runs import on_the_worker_of
 
 
 def experiment_outputs(nb) -> tuple[list, str]:
@@ -19,6 +20,7 @@ def source_of(name: str, cell_type: str | None = None) -> str:
     return "\n".join(c.source for c in nb.cells if cell_type is None or c.cell_type == cell_type)
 
 
+@on_the_worker_of("01_softmax_temperature")
 def test_lesson_1_displays_the_temperature_widget(executed):
     cells, _ = experiment_outputs(executed("01_softmax_temperature")[0])
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in cells for o in c.outputs)
@@ -32,6 +34,7 @@ def test_lesson_6_names_the_terminal_commands_of_its_experiments():
         assert command in markdown
 
 
+@on_the_worker_of("07_feature_distillation")
 def test_lesson_7_compares_the_feature_methods_on_fashion_mnist(executed):
     assert "Fashion-MNIST" in source_of("07_feature_distillation")
     cells, text = experiment_outputs(executed("07_feature_distillation")[0])
@@ -39,6 +42,7 @@ def test_lesson_7_compares_the_feature_methods_on_fashion_mnist(executed):
     assert sum("image/png" in o.get("data", {}) for c in cells for o in c.outputs) >= 2
 
 
+@on_the_worker_of("08_compress_for_deployment")
 def test_lesson_8_prints_its_headline_from_the_registered_compress_experiment(executed):
     assert "kdlab experiment compress" in source_of("08_compress_for_deployment")
     cells, text = experiment_outputs(executed("08_compress_for_deployment")[0])

@@ -10,6 +10,7 @@ import pytest
 
 import nbgrader_harness as h
 from kdlab import course
+from lesson_runs import on_the_worker_of
 
 LESSONS = course.lessons()
 
@@ -20,7 +21,8 @@ def stderr_of(cell) -> list[str]:
             and "it/s" not in o.text and "%|" not in o.text and "s/it" not in o.text]
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.name for lesson in LESSONS])
+@pytest.mark.parametrize("lesson", [pytest.param(lesson, id=lesson.name, marks=on_the_worker_of(lesson.name))
+                                    for lesson in LESSONS])
 def test_the_solution_runs_top_to_bottom_and_its_checks_pass(lesson, executed):
     nb, seconds = executed(lesson.name)
     print(f"\n{lesson.name}: executed in {seconds:.1f} s under KDLAB_FAST=1")

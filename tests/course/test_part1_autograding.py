@@ -1,10 +1,9 @@
 """Part 1's autograding, proven with the real nbgrader: right answers get full marks, wrong ones lose them.
 
-One scratch course is generated from solutions/ (which also proves notebooks/
-is exactly what generation produces), every scenario is submitted as its own
-student, and a single ``nbgrader autograde`` run grades them all; each
-exercise is graded by its own test cell, so one submission can carry a
-different wrong answer in each exercise. Many more wrong answers are then run
+The class of hand-ins (tests/part1_class.py) is generated from solutions/ (which also proves notebooks/ is
+exactly what generation produces) and graded by one ``nbgrader autograde`` run per test session, which
+tests/grading/test_grade_matches_nbgrader.py shares; each exercise is graded by its own test cell, so one
+submission can carry a different wrong answer in each exercise. Many more wrong answers are then run
 through the same test cells in-process (no kernel), which is fast.
 """
 
@@ -17,64 +16,19 @@ import pytest
 
 import nbgrader_harness as h
 import part1_answers as answers
+from part1_class import ASSIGNMENT, BUGS, EXERCISES, LESSONS, TAMPERED_FAILS, course_bug_answers
 
-ASSIGNMENT = "part1_foundations"
-LESSONS = ["01_softmax_temperature", "02_dark_knowledge", "03_kd_loss"]
-EXERCISES = list(answers.LESSON)
-
+pytestmark = pytest.mark.xdist_group("part1_class")   # one worker grades the class for both suites
 
 solution = partial(h.solution, ASSIGNMENT)
 released = partial(h.released, ASSIGNMENT)
-with_answers = partial(h.with_answers, ASSIGNMENT, answers.LESSON)
 full = h.full_marks
 
 
-def course_bug_answers(number: int) -> dict:
-    """{exercise: wrong source} for every exercise to which bug ``number`` of docs/course.md applies."""
-    return {exercise: source for exercise, variants in answers.WRONG.items()
-            for label, source in variants.items() if answers.course_bug(label) == number}
-
-
-def tampered() -> dict:
-    """Submissions whose test cells were edited, stripped of metadata, or deleted."""
-    l1 = with_answers({"softmax_t": answers.WRONG["softmax_t"]["bug 9: exp without the max shift overflows"]})
-    nb = l1["01_softmax_temperature"]
-    h.set_source(nb, "test_softmax_t", "pass  # tests removed")
-    h.delete_cell(nb, "test_entropy")
-    l2 = with_answers({"class_similarity": answers.WRONG["class_similarity"]["transposed (columns are the true classes)"]})
-    nb = l2["02_dark_knowledge"]
-    test = h.cell(nb, "test_class_similarity")
-    test.metadata.pop("nbgrader")
-    test.source = 'print("looks fine")'
-    l3 = with_answers({"kd_kl": answers.WRONG["kd_kl"]["bug 3: T^2 factor missing"]})
-    nb = l3["03_kd_loss"]
-    h.delete_cell(nb, "test_kd_kl")
-    h.set_source(nb, "test_distillation_loss", "assert True")
-    h.cell(nb, "test_kd_logit_grad").metadata.nbgrader["points"] = 100
-    return {**l1, **l2, **l3}
-
-
-# Which exercises each tampered submission must fail (the rest keep full marks).
-TAMPERED_FAILS = {"softmax_t", "class_similarity", "kd_kl"}
-
-
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The scratch course after one autograde run over every scenario: (course, exercise scores, seconds)."""
-    root = tmp_path_factory.mktemp("part1_course")
-    env = h.grading_env(root / "cache")
-    course = h.make_course(root / "course", [ASSIGNMENT], env=env)
-    h.submit(course, "solution", ASSIGNMENT, {n: solution(n) for n in LESSONS})
-    h.submit(course, "released", ASSIGNMENT, {n: course / "notebooks" / ASSIGNMENT / f"{n}.ipynb" for n in LESSONS})
-    for number in range(1, 11):
-        h.submit(course, f"bug{number:02d}", ASSIGNMENT, with_answers(course_bug_answers(number)))
-    h.submit(course, "noisy", ASSIGNMENT, with_answers(
-        {e: answers.noisy(h.cell(solution(answers.LESSON[e]), e).source, e) for e in EXERCISES}))
-    h.submit(course, "wrapper", ASSIGNMENT, with_answers(answers.WRAPPERS))
-    h.submit(course, "tampered", ASSIGNMENT, tampered())
-    seconds = h.autograde(course, ASSIGNMENT, env=env)
-    print(f"\nautograded {len(h.exercise_scores(course, ASSIGNMENT))} students in {seconds:.1f} s")
-    return course, h.exercise_scores(course, ASSIGNMENT), seconds
+def graded(part1_class):
+    """(the scratch course, {student: {exercise: (score, max_score)}}, seconds of the autograde run)."""
+    return part1_class.course, part1_class.scores, part1_class.seconds
 
 
 def test_released_notebooks_are_what_generation_produces(graded):
@@ -106,7 +60,7 @@ def test_released_notebooks_get_zero_without_crashing(graded):
         assert (course / "autograded" / "released" / ASSIGNMENT / f"{lesson}.ipynb").is_file()
 
 
-@pytest.mark.parametrize("number", range(1, 11))
+@pytest.mark.parametrize("number", BUGS)
 def test_each_course_bug_loses_the_points_of_its_exercise(graded, number):
     _, scores, _ = graded
     injected = course_bug_answers(number)
@@ -121,7 +75,7 @@ def test_each_course_bug_loses_the_points_of_its_exercise(graded, number):
 
 def test_course_bugs_cover_the_list():
     covered = {answers.course_bug(label) for variants in answers.WRONG.values() for label in variants}
-    assert set(range(1, 11)) <= covered
+    assert set(BUGS) <= covered
 
 
 def test_noise_on_stderr_and_warnings_cost_nothing(graded):

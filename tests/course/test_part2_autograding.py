@@ -15,7 +15,6 @@ from functools import partial
 import pytest
 
 import nbgrader_harness as h
-import part1_answers
 import part2_answers as answers
 
 ASSIGNMENT = "part2_mnist"
@@ -71,7 +70,7 @@ def graded(tmp_path_factory):
     for number in sorted(answers.APPLICABLE_BUGS):
         h.submit(course, f"bug{number:02d}", ASSIGNMENT, with_answers(course_bug_answers(number)))
     h.submit(course, "noisy", ASSIGNMENT, with_answers(
-        {e: part1_answers.noisy(h.cell(solution(answers.LESSON[e]), e).source, e) for e in EXERCISES}))
+        {e: answers.noisy(h.cell(solution(answers.LESSON[e]), e).source, e) for e in EXERCISES}))
     h.submit(course, "wrapper", ASSIGNMENT, with_answers(answers.WRAPPERS))
     h.submit(course, "tampered", ASSIGNMENT, tampered())
     seconds = h.autograde(course, ASSIGNMENT, env=env)

@@ -18,6 +18,7 @@ import re
 import pytest
 
 import nbgrader_harness as h
+from answer_tools import noisy
 
 ASSIGNMENT = "part4_interview"
 LESSON = "10_interview_drill"
@@ -106,15 +107,6 @@ def number_source(name: str, value) -> str:
     return f"import math\nimport torch\n\ndef {name}():\n    return {body}\n"
 
 
-def noisy_source(name: str) -> str:
-    """The solution, made to print to stderr, warn and write to file descriptor 2 before it returns."""
-    src = h.cell(solution(), name).source
-    noise = ('    import os, sys, warnings\n    print("thinking...", file=sys.stderr)\n'
-             '    warnings.warn("a warning")\n    os.write(2, b"raw stderr\\n")\n')
-    head, rest = src.split("### BEGIN SOLUTION\n", 1)
-    return head + "### BEGIN SOLUTION\n" + noise + rest
-
-
 def with_answers(answers: dict):
     nb = solution()
     for name, source in answers.items():
@@ -142,7 +134,7 @@ def graded(tmp_path_factory):
     h.submit(course, "released", ASSIGNMENT, {LESSON: released})
     for k in range(3):
         h.submit(course, f"wrong{k}", ASSIGNMENT, {LESSON: wrong_submission(k)})
-    h.submit(course, "noisy", ASSIGNMENT, {LESSON: with_answers({n: noisy_source(n) for n in AUTOGRADED})})
+    h.submit(course, "noisy", ASSIGNMENT, {LESSON: with_answers({n: noisy(h.cell(solution(), n).source, n) for n in AUTOGRADED})})
     seconds = h.autograde(course, ASSIGNMENT, env=env)
     print(f"\nautograded 6 submissions of {LESSON} in {seconds:.1f} s")
     return course, h.scores(course, ASSIGNMENT)
