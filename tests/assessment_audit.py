@@ -1,6 +1,6 @@
 """What the graded parts of the course give away: measured on the notebooks a learner receives.
 
-Two audits, used by tests/test_assessment.py and printable with ``python tests/assessment_audit.py``:
+Two audits, used by tests/course/test_assessment.py and printable with ``python tests/assessment_audit.py``:
 
 - :func:`solution_leaks`: for every code exercise, the share of its solution's code (runs of
   :data:`NGRAM` tokens) that the learner's notebook already contains anywhere: hints, theory,

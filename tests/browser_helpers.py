@@ -1,4 +1,4 @@
-"""Plumbing for tests/test_browser.py: a JupyterLab server and headless Chromium driven through selenium.
+"""Plumbing for tests/course/test_browser.py: a JupyterLab server and headless Chromium driven through selenium.
 
 :class:`LabServer` starts ``jupyter lab`` on 127.0.0.1 (a free port, a token, ``--no-browser``) over a
 temporary root that holds copies of the learner notebooks; :func:`start_chromium` starts Debian's Chromium

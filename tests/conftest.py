@@ -1,10 +1,20 @@
 """Shared fixtures: an isolated cache per test, a small data folder, and the `quick` subset."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from data_helpers import write_dataset
+
+
+# Two xdist workers share the two cores: torch in each (and in the kernels, CLIs and graders they start) gets
+# one thread, since two processes spinning two threads each on two cores slow each other down several-fold.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

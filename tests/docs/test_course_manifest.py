@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 
 from kdlab import course
+from markdown_tools import LINK, broken_links, table_rows
 
 REPO = Path(__file__).resolve().parents[2]
 COURSE_MD = REPO / "docs" / "course.md"
 README = REPO / "README.md"
 GUIDE = REPO / "docs" / "instructors.md"
-LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 KIND_WORDS = {"choice": "multiple choice", "numeric": "numeric", "written": "written"}
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
 
@@ -111,15 +111,6 @@ def section(markdown: str, heading: str) -> str:
         out.append(line)
     return "\n".join(out)
 
-
-def table_rows(markdown: str) -> list[list[str]]:
-    rows = []
-    for line in markdown.splitlines():
-        if line.startswith("|") and not re.match(r"^\|[-| ]+\|$", line):
-            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
-    return rows
-
-
 def minutes_text(item) -> str:
     """"30 min", or "60–90 min" for a range."""
     return f"{item.minutes}–{item.minutes_max} min" if item.minutes_max else f"{item.minutes} min"
@@ -134,12 +125,6 @@ def same_minutes(exercises) -> tuple:
     values = {(e.minutes, e.minutes_max) for e in exercises}
     assert len(values) == 1, f"{[e.name for e in exercises]} do not share their minutes: {values}"
     return values.pop()
-
-
-def anchors(path: Path) -> set[str]:
-    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip()).lower().replace(" ", "-")
-            for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
-
 
 def repo_files() -> list[Path]:
     """The repository's files: tracked, and untracked but not ignored (the build outputs are ignored)."""
@@ -382,17 +367,7 @@ def test_the_bugs_are_numbered_alike_in_course_md_the_manifest_and_pitfalls():
 
 
 def test_course_md_links_resolve():
-    problems = []
-    for target in LINK.findall(COURSE_MD.read_text(encoding="utf-8")):
-        if target.startswith(("http://", "https://", "mailto:")):
-            continue
-        path, _, anchor = target.partition("#")
-        resolved = (COURSE_MD.parent / path).resolve() if path else COURSE_MD
-        if not resolved.exists() or REPO not in resolved.parents:
-            problems.append(f"{target}: no such file in the repository")
-        elif anchor and anchor not in anchors(resolved):
-            problems.append(f"{target}: no heading for #{anchor}")
-    assert problems == []
+    assert broken_links(COURSE_MD, inside=REPO) == []
 
 
 # ----------------------------------------------------------------------------- nothing outside the repository

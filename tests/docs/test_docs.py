@@ -26,13 +26,13 @@ import pytest
 import torch
 
 import nbgrader_harness as h
+from markdown_tools import broken_links, table_rows
 
 DOCS = h.REPO / "docs"
 CHEATSHEET = DOCS / "cheatsheet.md"
 GUIDE = DOCS / "instructors.md"
 HUB = DOCS / "jupyterhub"
 POINTER = re.compile(r'\[([^\]]+)\]\(([^)\s]+\.ipynb)\), § "([^"]+)"')
-LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
 
 
@@ -63,30 +63,10 @@ def section_text(notebook: Path, heading: str) -> str:
         out.append(line)
     return heading + "\n" + "\n".join(out)
 
-
-def table_rows(markdown: str) -> list[list[str]]:
-    rows = []
-    for line in markdown.splitlines():
-        if line.startswith("|") and not re.match(r"^\|[-| ]+\|$", line):
-            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
-    return rows
-
-
 def links_resolve(doc: Path) -> list[str]:
-    problems = []
+    """Broken links of ``doc``, and its pointers into the lessons that name no heading of them."""
+    problems = broken_links(doc)
     text = doc.read_text()
-    for target in LINK.findall(text):
-        if target.startswith(("http://", "https://", "mailto:")):
-            continue
-        path, _, anchor = target.partition("#")
-        resolved = (doc.parent / path).resolve() if path else doc
-        if not resolved.exists():
-            problems.append(f"{target}: no such file")
-        elif anchor:
-            titles = {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip()).lower().replace(" ", "-")
-                      for line in resolved.read_text().splitlines() if line.startswith("#")}
-            if anchor not in titles:
-                problems.append(f"{target}: no heading for #{anchor}")
     for name, link, heading in POINTER.findall(text):
         try:
             section_text((doc.parent / link).resolve(), heading)
@@ -461,6 +441,7 @@ def exchange(tmp_path_factory):
     return root, course, nbgrader
 
 
+@pytest.mark.slow   # a class through nbgrader's exchange: a minute or more
 def test_release_fetch_submit_collect_autograde_feedback(exchange):
     root, course, nbgrader = exchange
     nbgrader("grader", "release_assignment", ASSIGNMENT)
@@ -501,6 +482,7 @@ def test_release_fetch_submit_collect_autograde_feedback(exchange):
     assert len(pages) == 1 and "expect_choice" not in pages[0].read_text()
 
 
+@pytest.mark.slow   # a class through nbgrader's exchange: a minute or more
 def test_plain_nbgrader_feedback_would_show_the_answer_key(exchange):
     """Why the grader config changes the feedback: without it, the hidden tests are in the page."""
     root, course, nbgrader = exchange
@@ -516,6 +498,7 @@ def test_plain_nbgrader_feedback_would_show_the_answer_key(exchange):
     assert "expect_choice" in page.read_text()
 
 
+@pytest.mark.slow   # a class through nbgrader's exchange: a minute or more
 def test_kdlab_grade_on_the_collected_hand_ins(exchange, tmp_path):
     root, course, _ = exchange
     if not (course / "submitted").is_dir():

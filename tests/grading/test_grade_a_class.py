@@ -19,6 +19,7 @@ import copy
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -459,7 +460,7 @@ def test_a_rerun_gives_the_same_csv_and_regrades_nothing(graded, course):
 
 # ----------------------------------------------------------------------------- interrupted, resumed, regraded
 
-def test_an_interrupted_run_keeps_its_grades_and_a_rerun_finishes(course, tmp_path):
+def test_an_interrupted_run_keeps_its_grades_and_a_rerun_finishes(course, tmp_path, request):
     sol = nbformat.read(str(course / "solutions" / "ex" / "lesson.ipynb"), as_version=4)
     klass = tmp_path / "class"
     for student, nb in [("a", sol), ("b", with_answer(sol, "square", "def square(x):\n    return 0")),
@@ -470,8 +471,10 @@ def test_an_interrupted_run_keeps_its_grades_and_a_rerun_finishes(course, tmp_pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kdlab.cli", "grade", str(klass), "--out", str(out), "--workers", "1",
            "--course", str(course), "--cell-timeout", "20", "--timeout", "60", "--no-progress", "--memory", "2G"]
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # A short TMPDIR of its own (to find what the run left behind): the forkserver's socket lives in it, and a
+    # Unix socket's path has a limit of about 100 characters that pytest's tmp_path can exceed.
+    scratch = Path(tempfile.mkdtemp(prefix="kdlab-int-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     env = {**os.environ, "TMPDIR": str(scratch)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120

@@ -370,6 +370,7 @@ def test_a_crawling_source_meets_its_deadline(isolated_cache, capfd):
     assert "past the source's deadline" in capfd.readouterr().err
 
 
+@pytest.mark.slow   # waits out the real default timeouts (about 20 s)
 def test_hanging_mirrors_give_up_in_under_a_minute_with_the_defaults(isolated_cache, monkeypatch, capfd):
     """The issue's bar: the whole data step gives up in under 60 s when every mirror hangs (npm absent)."""
     import time
