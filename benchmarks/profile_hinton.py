@@ -27,10 +27,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from kdlab.data import jitter, load
-from kdlab.losses import _distillation_loss
+from kdlab.losses import distillation_loss
 from kdlab.jobs import PRESETS
 from kdlab.models import build
-from kdlab.train import _teacher_views, make_optimizer, predict_logits, train
+from kdlab.train import cache_teacher_views, make_optimizer, predict_logits, train
 
 PRESET = PRESETS["hinton"]
 T, ALPHA, SHIFT, VIEWS = PRESET.temperature, PRESET.alpha, PRESET.transfer_jitter, PRESET.teacher_views
@@ -75,7 +75,7 @@ def student_steps(x, y, shifts, t_logits, *, steps: int, foreach=True, set_to_no
         idx = torch.randint(len(y), (BATCH,), generator=g)
         view = torch.randint(VIEWS, (BATCH,), generator=g)
         xb = jitter(x[idx], SHIFT, shifts=shifts[view, :, idx].T)
-        loss = _distillation_loss(forward(xb), t_logits[view, idx], y[idx], T, ALPHA)
+        loss = distillation_loss(forward(xb), t_logits[view, idx], y[idx], T, ALPHA, validate=False)
         opt.zero_grad(set_to_none=set_to_none)
         loss.backward()
         opt.step()
@@ -132,7 +132,7 @@ def main() -> None:
 
     x, y = data.x_train[:10000], data.y_train[:10000]  # the trials' steps draw random batches of these
     g = torch.Generator().manual_seed(0)
-    shifts, t_logits = _teacher_views(teacher, x, SHIFT, VIEWS, g)
+    shifts, t_logits = cache_teacher_views(teacher, x, SHIFT, VIEWS, g)
     print(f"\nPart 2: the engine's choice against the alternative, median of {args.repeats}, "
           f"{args.steps} student steps per trial:")
 

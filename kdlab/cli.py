@@ -1,10 +1,17 @@
-"""The ``kdlab`` command.
+"""The ``kdlab`` command: argument parsing and printing; the work is done by the library.
 
     kdlab distill [--preset quick|hinton] [--dataset mnist|fashion-mnist] [--seed N] [--json PATH]
+        the main job (:mod:`kdlab.jobs`): a teacher, a student alone and the student distilled; a table,
+        JSON and a PNG of the training curves
     kdlab data download|verify|where [--dataset NAME] [--data DIR]
-    kdlab experiment NAME [--seed N] [--json PATH]
-    kdlab grade SUBMISSIONS --out DIR
+        fetch the data sets (checksums verified), check them, or say where they are (:mod:`kdlab.data`)
+    kdlab experiment NAME [options] [--seed N] [--json PATH] [--device DEV]
+        one of the lessons' experiments (:mod:`kdlab.experiments`; ``kdlab experiment --help`` lists
+        them): its table, and its JSON with the common header
+    kdlab grade SUBMISSIONS --out DIR [--workers N]
+        autograde a class's hand-ins, each in a sandbox (:mod:`kdlab.grading`)
     kdlab lab [--notebook-dir DIR] [--port N] [--no-browser] [--fast]
+        open the course in JupyterLab, for a learner working alone (:mod:`kdlab.lab`)
 
 Problems the user can fix (missing or corrupt data, bad arguments) print one
 line, ``kdlab: error: ...``, and exit with status 2; no traceback. Paths,

@@ -22,25 +22,27 @@ Reference implementations (one each; lesson 7's exercises are the learner's own)
   the same loss up to a constant that goes into :math:`\beta`.
 
 Helpers: :class:`capture` (forward hooks that record named layers' outputs),
-:func:`cnn_student` (a thin CNN student), :func:`feature_distill` (one
-training loop for logit KD, hints, attention transfer and any mix of them).
+:func:`cnn_student` (a thin CNN student), :class:`HintTerm` and
+:class:`AttentionTerm` (the two losses as extra terms of :func:`kdlab.train.train`)
+and :func:`feature_distill` (logit KD, hints, attention transfer or any mix of
+them, trained by the engine).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import settings
-from .data import Dataset, batch_indices
-from .losses import _check_alpha, _check_temperature, _kd_kl
-from .models import SmallCNN, count_params
-from .train import evaluate, make_optimizer, warmup_cosine
+from .data import Dataset
+from .losses import check_alpha, check_temperature
+from .models import SmallCNN
+from .train import Batch, History, train
 
 # In kdlab's SmallCNN, ``features`` is conv-pool-relu, conv-pool-relu (pooling first: see
 # models.SmallCNN): the outputs of the two ReLUs (indices 2 and 5) are the two "blocks"
@@ -207,6 +209,42 @@ def features_upto(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor
     return box["out"]
 
 
+class HintTerm(nn.Module):
+    """FitNets' hint as an extra term of :func:`kdlab.train.train`: ``weight * hint_loss``.
+
+    The teacher's ``layer`` is computed per batch (the teacher runs only up to
+    it, under no_grad); the 1x1-conv ``regressor`` is a submodule, so it trains
+    with the student and is thrown away afterwards.
+    """
+
+    def __init__(self, teacher: nn.Module, regressor: nn.Module, layer: str = CNN_BLOCKS[0],
+                 weight: float = 1.0):
+        super().__init__()
+        self.regressor, self.weight, self.layers = regressor, weight, (layer,)
+        # A function, not a submodule: the teacher must not join the optimizer or follow .train().
+        self.teacher_features = functools.partial(features_upto, teacher, layer=layer)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher_features(batch.x)
+        return self.weight * hint_loss(batch.features[self.layers[0]], target, self.regressor)
+
+
+class AttentionTerm:
+    """Attention transfer as an extra term: ``weight * sum over layers of ||Q_S - Q_T||^2`` (batch mean).
+
+    ``maps`` holds the teacher's attention maps on every training image, per
+    layer (:func:`teacher_targets`), indexed by the batch's rows.
+    """
+
+    def __init__(self, maps: dict, layers=CNN_BLOCKS, p: float = 2, weight: float = 1.0):
+        self.maps, self.layers, self.p, self.weight = maps, tuple(layers), p, weight
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return self.weight * sum(_map_distance(attention_map(batch.features[name], self.p), self.maps[name][batch.idx])
+                                 for name in self.layers)
+
+
 @torch.no_grad()
 def teacher_targets(teacher: nn.Module, x: torch.Tensor, *, at_layers=CNN_BLOCKS, p: float = 2,
                     batch_size: int = 500) -> dict:
@@ -243,8 +281,8 @@ def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset
                     T: float = 4.0, hint: bool = False, at: bool = False, hint_weight: float = 1.0,
                     at_weight: float = 1.0, hint_layer: str = CNN_BLOCKS[0], at_layers=CNN_BLOCKS,
                     p: float = 2, epochs: int = 3, lr: float = 0.05, batch_size: int = 128, seed: int = 0,
-                    clip: float | None = None, warmup_steps: int | None = None, targets: dict | None = None, device=None, progress: bool = True,
-                    desc: str = "student") -> dict:
+                    clip: float | None = None, warmup_steps: int | None = None, targets: dict | None = None,
+                    device=None, progress: bool = True, desc: str = "student") -> History:
     r"""Train ``student`` in place with any mix of logit KD, a FitNets hint and attention transfer.
 
     Per batch the loss is
@@ -253,90 +291,38 @@ def feature_distill(student: nn.Module, teacher: nn.Module | None, data: Dataset
               + [\text{hint}]\, w_h\, L_{hint} + [\text{at}]\, w_{at} \sum_{\ell} L_{AT,\ell}
 
     The hint joins the student's ``hint_layer`` to the same layer of the
-    teacher through a 1x1-conv regressor that trains with the student and is
-    thrown away afterwards; attention transfer compares every layer in
-    ``at_layers``. The teacher's logits and attention maps come from
-    :func:`teacher_targets` (computed once, or passed in as ``targets`` to
-    share them between runs); its hint-layer features are computed per batch
-    by running the teacher only up to that layer. SGD with Nesterov momentum,
-    warm-up (half an epoch, at least 100 steps) and cosine decay, as in
-    :func:`kdlab.train.train`; ``clip`` caps the gradient norm. Returns params,
-    test errors and accuracy, training seconds and the per-epoch mean loss.
+    teacher through a 1x1-conv regressor (:class:`HintTerm`); attention
+    transfer compares every layer in ``at_layers`` (:class:`AttentionTerm`).
+    The teacher's logits and attention maps come from :func:`teacher_targets`
+    (computed once, or passed in as ``targets`` to share them between runs).
+    :func:`kdlab.train.train` runs the loop: SGD with Nesterov momentum, a
+    warm-up of half an epoch but at least 100 steps (unless ``warmup_steps``),
+    cosine decay; ``clip`` caps the gradient norm. Returns the run's History.
     """
-    alpha = _check_alpha(alpha)
-    T = _check_temperature(T)
+    alpha = check_alpha(alpha)
+    T = check_temperature(T)
     if (alpha > 0 or hint or at) and teacher is None:
         raise ValueError("logit KD, hints and attention transfer need a teacher")
     device = settings.default_device(device) if not isinstance(device, torch.device) else device
     student.to(device)
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    start = time.perf_counter()
+    terms = []
     if teacher is not None:
         teacher.to(device).eval()
         for p_ in teacher.parameters():
             p_.requires_grad_(False)
         if (alpha > 0 or at) and targets is None:
-            targets = teacher_targets(teacher, x, at_layers=at_layers, p=p)
-    s_layers = sorted(set(([hint_layer] if hint else []) + (list(at_layers) if at else [])))
-
-    params = list(student.parameters())
-    regressor = None
+            targets = teacher_targets(teacher, data.x_train.to(device), at_layers=at_layers, p=p)
     if hint:
-        s_ch = block_channels(student, [hint_layer])[0]
-        t_ch = block_channels(teacher, [hint_layer])[0]
-        torch.manual_seed(seed + 7919)
-        regressor = make_regressor(s_ch, t_ch).to(device)
-        params += list(regressor.parameters())
-
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(y) / batch_size)
-    total = epochs * steps_per_epoch
-    opt = make_optimizer(nn.ParameterList(params), "sgd", lr)
+        channels = block_channels(student, [hint_layer])[0], block_channels(teacher, [hint_layer])[0]
+        torch.manual_seed(seed + 7919)   # the regressor's initial weights depend on the seed alone
+        terms.append(HintTerm(teacher, make_regressor(*channels), hint_layer, hint_weight))
+    if at:
+        terms.append(AttentionTerm(targets["at"], at_layers, p, at_weight))
     # At initialization the feature terms' gradients are hundreds of times the cross-entropy's (a faint
     # student map, once normalized, amplifies its gradient): a warm-up of at least 100 steps keeps them
     # from wrecking a small student when an epoch has few steps.
-    warmup = max(steps_per_epoch // 2, 100) if warmup_steps is None else warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5)
-    losses = []
-    try:
-        for _ in range(epochs):
-            student.train()
-            if regressor is not None:
-                regressor.train()
-            loss_sum = torch.zeros((), device=device)
-            for idx in batch_indices(len(y), batch_size, generator=generator, device=device):
-                xb = x[idx]
-                logits, feats = forward_with_features(student, xb, s_layers)
-                feats = dict(zip(s_layers, feats))
-                loss = F.cross_entropy(logits, y[idx])
-                if alpha > 0:
-                    loss = alpha * _kd_kl(logits, targets["logits"][idx], T) + (1 - alpha) * loss
-                if hint:
-                    with torch.no_grad():
-                        hint_target = features_upto(teacher, xb, hint_layer)
-                    loss = loss + hint_weight * hint_loss(feats[hint_layer], hint_target, regressor)
-                if at:
-                    loss = loss + at_weight * sum(_map_distance(attention_map(feats[name], p),
-                                                                targets["at"][name][idx]) for name in at_layers)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip:
-                    nn.utils.clip_grad_norm_(params, clip)
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(idx)
-                bar.update(1)
-            losses.append(float(loss_sum) / len(y))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-    student.eval()
-    result = evaluate(student, data.x_test, data.y_test)
-    return {"params": count_params(student), "test_errors": result["test_errors"],
-            "test_accuracy": result["test_accuracy"], "train_seconds": round(seconds, 2),
-            "train_loss": losses}
+    if warmup_steps is None:
+        warmup_steps = max(math.ceil(len(data.y_train) / batch_size) // 2, 100)
+    return train(student, data, teacher_logits=targets["logits"] if alpha > 0 else None, extra_loss=terms,
+                 T=T, alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                 clip=clip, seed=seed, device=device, evaluate_every_epoch=False, progress=progress, desc=desc)

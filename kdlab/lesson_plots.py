@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .losses import softmax_t
+
 
 def softmax_bars(probs_by_T: dict, labels=None, title: str = ""):
     """One bar chart per temperature, side by side: ``probs_by_T`` maps T to a 1-D tensor."""
@@ -78,4 +80,41 @@ def similarity_heatmap(similarity, classes=None, title: str = "", mask_diagonal:
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def mistakes_gallery(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+                     temperatures=(1.0, 4.0), columns: int = 6):
+    """Cards of misclassified images: the image (true digit, prediction) above its soft labels.
+
+    Bars: the soft label at the first temperature (filled, the prediction in red, the true digit
+    in green) and at the others (outlined steps).
+    """
+    n = len(images)
+    cols = min(columns, max(1, n))
+    rows = max(1, -(-n // cols))
+    fig = plt.figure(figsize=(2.1 * cols, 3.3 * rows))
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.15, 1] * rows, hspace=0.45, wspace=0.3)
+    classes = list(range(logits.shape[-1]))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        truth, guess = int(labels[k]), int(logits[k].argmax())
+        ax = fig.add_subplot(grid[2 * r, c])
+        ax.imshow(images[k].reshape(28, 28).cpu(), cmap="gray_r")
+        ax.set_title(f"true {truth}, said {guess}", fontsize=9)
+        ax.axis("off")
+        ax = fig.add_subplot(grid[2 * r + 1, c])
+        first = softmax_t(logits[k].float(), temperatures[0])
+        colors = ["tab:red" if i == guess else "tab:green" if i == truth else "tab:gray" for i in classes]
+        ax.bar(classes, first.tolist(), color=colors, label=f"T={temperatures[0]:g}")
+        for j, T in enumerate(temperatures[1:]):
+            ax.step(classes, softmax_t(logits[k].float(), T).tolist(), where="mid", color=f"C{j}",
+                    linewidth=1.2, label=f"T={T:g}")
+        ax.set_xticks(classes)
+        ax.tick_params(labelsize=7)
+        ax.set_ylim(0, 1)
+        ax.grid(False)
+        if k == 0:
+            ax.legend(fontsize=6, loc="upper right")
+    fig.suptitle("The teacher's mistakes and its soft labels (red: its answer, green: the truth)", fontsize=10)
     return fig

@@ -16,7 +16,11 @@ def fast_mode() -> bool:
 
 
 def pick(full, fast):
-    """Return ``fast`` under KDLAB_FAST=1, else ``full`` (for epochs, sizes, sweeps)."""
+    """Return ``fast`` under KDLAB_FAST=1, else ``full``: for a lesson's epochs, sizes and sweeps.
+
+    Experiments take ``fast=`` and pick their settings with
+    :meth:`kdlab.experiments.contract.Run.config` instead.
+    """
     return fast if fast_mode() else full
 
 

@@ -9,37 +9,36 @@ Every student has the same architecture (:func:`kdlab.features.cnn_student`,
 a 4x thinner copy of the teacher's two conv blocks), starts from the same
 initial weights, sees the same batches for the same number of epochs with
 the same optimizer; only the loss differs (:data:`kdlab.features.METHODS`).
-The teacher is the course's CNN trained for 8 epochs (recipe
-``cnn-teacher-long``, added to :mod:`kdlab.zoo`'s recipes here and cached
-like the others).
+The teacher is the course's CNN trained for 8 epochs (:mod:`kdlab.zoo`'s
+recipe ``cnn-teacher-long``, cached like the others).
 
     kdlab experiment feature-kd --seed 0 --json runs/feature-kd.json
 """
 
 from __future__ import annotations
 
-import time
-
 import torch
+from torch import nn
 
-from .. import settings, zoo
-from ..data import load
+from .. import zoo
+from ..data import Dataset, load
 from ..features import (CNN_BLOCKS, METHODS, attention_map, cnn_student, feature_distill, forward_with_features,
                         teacher_targets)
 from ..models import count_params
 from ..train import evaluate
 from . import Option, register
+from .contract import Outcome, Run, fast_note, format_table
 
 TEACHER_RECIPE = "cnn-teacher-long"
-zoo.RECIPES.setdefault(TEACHER_RECIPE, dict(arch="cnn-small", epochs=8, lr=0.05, batch_size=128, jitter=0))
 
 DEFAULTS = dict(dataset="fashion-mnist", channels=(4, 8), hidden=32, epochs=3, lr=0.05, temperature=4.0,
-                alpha=0.9, hint_weight=1.0, at_weight=1.0, p=2, clip=None)
+                alpha=METHODS["logit KD"]["alpha"], hint_weight=1.0, at_weight=1.0, p=2, clip=None)
+FAST = dict(epochs=4)
 
 
-def teacher_for(data, seed: int = 0, progress: bool = True):
+def teacher_for(data: Dataset, seed: int = 0, progress: bool = True, fast: bool | None = None) -> nn.Module:
     """The lesson's teacher for ``data`` (trained once per data set, then cached)."""
-    return zoo.pretrained(TEACHER_RECIPE, data, seed=seed, progress=progress)
+    return zoo.pretrained(TEACHER_RECIPE, data, seed=seed, fast=fast, progress=progress)
 
 
 @torch.no_grad()
@@ -62,79 +61,21 @@ def student_for(seed: int, channels=DEFAULTS["channels"], hidden: int = DEFAULTS
     return cnn_student(channels=channels, hidden=hidden)
 
 
-def experiment(seed: int = 0, *, dataset: str = DEFAULTS["dataset"], epochs: int | None = None,
-               methods=None, progress: bool = True, data=None, teacher=None, keep_models: bool = False) -> dict:
-    """Train one student per method; returns the table rows and the settings (JSON-ready).
-
-    Each row: method, params, test_errors, test_accuracy, train_seconds,
-    attention_gap (per layer, on the test images). ``keep_models=True`` adds
-    the trained students, the teacher and the data (not JSON).
-    """
-    start = time.perf_counter()
-    device = settings.default_device()
-    data = (data if data is not None else load(dataset)).to(device)
-    epochs = epochs if epochs is not None else int(settings.pick(DEFAULTS["epochs"], 4))
-    methods = list(methods or METHODS)
-    t0 = time.perf_counter()
-    teacher = (teacher if teacher is not None else teacher_for(data, seed, progress)).to(device).eval()
-    teacher_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    targets = teacher_targets(teacher, data.x_train, p=DEFAULTS["p"])
-    targets_seconds = time.perf_counter() - t0
-    rows, students = [], {}
-    for method in methods:
-        student = student_for(seed)
-        out = feature_distill(student, teacher, data, **METHODS[method], T=DEFAULTS["temperature"],
-                              hint_weight=DEFAULTS["hint_weight"], at_weight=DEFAULTS["at_weight"],
-                              p=DEFAULTS["p"], epochs=epochs, lr=DEFAULTS["lr"], clip=DEFAULTS["clip"], seed=seed,
-                              targets=targets,
-                              device=device, progress=progress, desc=method)
-        gap = attention_gap(student, teacher, data.x_test)
-        rows.append({"method": method, **{k: out[k] for k in ("params", "test_errors", "test_accuracy",
-                                                             "train_seconds")},
-                     "attention_gap": {k: round(v, 5) for k, v in gap.items()}})
-        students[method] = student
-    t_metrics = evaluate(teacher, data.x_test, data.y_test)
-    result = {
-        "rows": rows,
-        "teacher": {"recipe": TEACHER_RECIPE, "arch": getattr(teacher, "arch", "cnn-small"),
-                    "params": count_params(teacher), **t_metrics},
-        "student_arch": students[methods[0]].arch,
-        "dataset": data.name, "train_size": len(data.y_train), "test_size": len(data.y_test),
-        "seed": seed, "epochs": epochs, "lr": DEFAULTS["lr"], "temperature": DEFAULTS["temperature"],
-        "alpha": METHODS["logit KD"]["alpha"], "hint_weight": DEFAULTS["hint_weight"],
-        "at_weight": DEFAULTS["at_weight"], "p": DEFAULTS["p"], "hint_layer": CNN_BLOCKS[0],
-        "at_layers": list(CNN_BLOCKS),
-        "seconds": {"teacher": round(teacher_seconds, 1), "teacher_targets": round(targets_seconds, 1),
-                    "total": round(time.perf_counter() - start, 1)},
-        "fast_mode": settings.fast_mode(), "device": str(device),
-    }
-    if keep_models:
-        result.update(students=students, teacher_model=teacher, data=data, targets=targets)
-    return result
-
-
 def table(result: dict) -> str:
     t = result["teacher"]
-    head = ("method", "params", "test errors", "test acc", "AT gap b1", "AT gap b2", "seconds")
     b1, b2 = result["at_layers"]
-    rows = [head] + [(r["method"], f"{r['params']:,}", f"{r['test_errors']:,}", f"{100 * r['test_accuracy']:.2f}%",
-                      f"{r['attention_gap'][b1]:.4f}", f"{r['attention_gap'][b2]:.4f}", f"{r['train_seconds']:.0f}")
-                     for r in result["rows"]]
-    rows.append((f"teacher ({t['arch']})", f"{t['params']:,}", f"{t['test_errors']:,}",
-                 f"{100 * t['test_accuracy']:.2f}%", "", "", ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    lines.insert(len(lines) - 1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    rows = [(r["method"], f"{r['params']:,}", f"{r['test_errors']:,}", f"{100 * r['test_accuracy']:.2f}%",
+             f"{r['attention_gap'][b1]:.4f}", f"{r['attention_gap'][b2]:.4f}", f"{r['train_seconds']:.0f}")
+            for r in result["rows"]]
+    return format_table(("method", "params", "test errors", "test acc", "AT gap b1", "AT gap b2", "seconds"), rows,
+                        footer=(f"teacher ({t['arch']})", f"{t['params']:,}", f"{t['test_errors']:,}",
+                                f"{100 * t['test_accuracy']:.2f}%", "", "", ""))
 
 
 def summarize(result: dict) -> str:
     return "\n".join([
         f"feature-kd: {result['dataset']} ({result['train_size']:,} train / {result['test_size']:,} test"
-        + (", KDLAB_FAST slice" if result["fast_mode"] else "") + f"), student {result['student_arch']}, "
+        + fast_note(result, ", KDLAB_FAST slice") + f"), student {result['student_arch']}, "
         f"{result['epochs']} epochs each, seed {result['seed']}",
         "", table(result), "",
         "AT gap: mean squared distance between the student's and the teacher's attention maps (test images)",
@@ -143,9 +84,48 @@ def summarize(result: dict) -> str:
 
 
 @register("feature-kd", "logit KD vs FitNets hints vs attention transfer vs all three: same student, same budget",
-          options=[Option("dataset", str, DEFAULTS["dataset"], "fashion-mnist (default) or mnist"),
-                   Option("epochs", int, None, f"epochs per student (default {DEFAULTS['epochs']}, 4 under KDLAB_FAST)")],
-          summarize=summarize)
-def run(seed: int = 0, progress: bool = True, dataset: str = DEFAULTS["dataset"],
-        epochs: int | None = None) -> dict:
-    return experiment(seed, dataset=dataset, epochs=epochs, progress=progress)
+          options=[Option("dataset", str, help="fashion-mnist or mnist"),
+                   Option("epochs", int, help="epochs per student")],
+          summarize=summarize, defaults=DEFAULTS, fast=FAST)
+def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None = None, device=None,
+               progress: bool = True, dataset: str | None = None, epochs: int | None = None, methods=None,
+               teacher: nn.Module | None = None) -> Outcome:
+    """Train one student per method (:data:`kdlab.features.METHODS`); the result has one row per method.
+
+    Each row: method, params, test_errors, test_accuracy, train_seconds,
+    attention_gap (per layer, on the test images). ``data`` and ``teacher``
+    replace the data set and the cached teacher; ``models`` holds the trained
+    students by method, the teacher, the data and the teacher's targets.
+    """
+    run = Run("feature-kd", seed=seed, fast=fast, device=device)
+    cfg = run.config(DEFAULTS, FAST, dataset=dataset, epochs=epochs)
+    data = (data if data is not None else load(cfg["dataset"], fast=run.fast)).to(run.device)
+    methods = list(methods or METHODS)
+    with run.timed("teacher"):
+        if teacher is None:
+            teacher = teacher_for(data, seed, progress, run.fast)
+        teacher = teacher.to(run.device).eval()
+    with run.timed("teacher_targets"):
+        targets = teacher_targets(teacher, data.x_train, p=cfg["p"])
+    rows, students = [], {}
+    for method in methods:
+        student = students[method] = student_for(seed, cfg["channels"], cfg["hidden"])
+        history = feature_distill(student, teacher, data, **METHODS[method], T=cfg["temperature"],
+                                  hint_weight=cfg["hint_weight"], at_weight=cfg["at_weight"], p=cfg["p"],
+                                  epochs=cfg["epochs"], lr=cfg["lr"], clip=cfg["clip"], seed=seed, targets=targets,
+                                  device=run.device, progress=progress, desc=method)
+        errors = history.final_test_errors
+        gap = attention_gap(student, teacher, data.x_test)
+        rows.append({"method": method, "params": count_params(student), "test_errors": errors,
+                     "test_accuracy": 1.0 - errors / len(data.y_test), "train_seconds": round(history.train_seconds, 2),
+                     "attention_gap": {k: round(v, 5) for k, v in gap.items()}})
+    t_metrics = evaluate(teacher, data.x_test, data.y_test)
+    return run.finish({
+        "rows": rows, "student_arch": students[methods[0]].arch,
+        "dataset": data.name, "train_size": len(data.y_train), "test_size": len(data.y_test),
+        "epochs": cfg["epochs"], "lr": cfg["lr"], "temperature": cfg["temperature"], "alpha": cfg["alpha"],
+        "hint_weight": cfg["hint_weight"], "at_weight": cfg["at_weight"], "p": cfg["p"], "hint_layer": CNN_BLOCKS[0],
+        "at_layers": list(CNN_BLOCKS),
+    }, teacher={"arch": getattr(teacher, "arch", "cnn-small"), "recipe": TEACHER_RECIPE,
+                "params": count_params(teacher), **t_metrics},
+        models={"students": students, "teacher": teacher, "data": data, "targets": targets})

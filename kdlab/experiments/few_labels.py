@@ -19,14 +19,18 @@ holds few labels of its own.
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import replace
 
 import torch
 
 from . import Option, register
-from ._mnist_common import TeacherAndData, fit, pick_epochs, seeded_student, teacher_and_data
+from .contract import Outcome, Run, fast_note, format_table
+from .mnist import CachedTeacher, seeded_student, teacher_for_run
+from ..data import Dataset
+from ..train import train
 
-DEFAULTS = dict(arch="mlp-800x2", temperature=4.0, alpha=0.9, epochs_all=5, steps_small=800, lr=0.05)
+DEFAULTS = dict(fraction=0.01, arch="mlp-800x2", temperature=4.0, alpha=0.9, epochs_all=5, steps_small=800, lr=0.05)
+FAST = dict(epochs_all=2, steps_small=150)
 
 
 def labeled_mask(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -57,74 +61,64 @@ def _epochs_for_steps(n: int, steps: int, batch_size: int = 128) -> int:
     return max(1, math.ceil(steps / math.ceil(n / batch_size)))
 
 
-def experiment(seed: int = 0, fraction: float = 0.01, *, temperature: float = DEFAULTS["temperature"],
-               alpha: float = DEFAULTS["alpha"], arch: str = DEFAULTS["arch"], epochs: int | None = None,
-               progress: bool = True, shared: TeacherAndData | None = None) -> dict:
-    start = time.perf_counter()
-    td = shared or teacher_and_data(seed, progress)
-    data = td.data
-    x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    mask = labeled_mask(y, fraction, seed)
-    n_labeled = int(mask.sum())
-    # The runs on the labeled images alone take a fixed number of SGD steps (hundreds of passes
-    # over their few images); the run on all images takes a few passes over them.
-    epochs_all = epochs if epochs is not None else pick_epochs(DEFAULTS["epochs_all"], 2)
-    steps_small = int(pick_epochs(DEFAULTS["steps_small"], 150))
-    epochs_small = _epochs_for_steps(n_labeled, steps_small)
-    common = dict(T=temperature, lr=DEFAULTS["lr"], seed=seed, x_test=x_test, y_test=y_test, progress=progress)
-
-    hard = fit(seeded_student(arch, seed), x[mask], y=y[mask], epochs=epochs_small,
-               desc=f"hard labels ({n_labeled})", **common)
-    soft_all = fit(seeded_student(arch, seed), x, y=y, labeled=mask, teacher_logits=td.train_logits,
-                   alpha=alpha, epochs=epochs_all, desc="soft targets, all images", **common)
-    soft_same = fit(seeded_student(arch, seed), x[mask], y=y[mask], teacher_logits=td.train_logits[mask],
-                    alpha=alpha, epochs=epochs_small, desc=f"soft targets, {n_labeled} images", **common)
-    return {
-        "fraction": fraction, "seed": seed, "labels_used": n_labeled,
-        "hard_labels_test_errors": hard["test_errors"],
-        "soft_targets_test_errors": soft_all["test_errors"],
-        "soft_targets_same_images_test_errors": soft_same["test_errors"],
-        "teacher_test_errors": td.teacher_test_errors,
-        "train_size": len(y), "test_size": len(y_test),
-        "students": {
-            "arch": arch, "temperature": temperature, "alpha": alpha,
-            "hard_labels": {"images": n_labeled, "epochs": epochs_small, **hard},
-            "soft_targets": {"images": len(y), "epochs": epochs_all, **soft_all},
-            "soft_targets_same_images": {"images": n_labeled, "epochs": epochs_small, **soft_same},
-        },
-        "teacher": "cnn-teacher (kdlab.zoo), trained on all training labels",
-        "fast_mode": _fast(), "seconds": round(time.perf_counter() - start, 1),
-    }
-
-
-def _fast() -> bool:
-    from ..settings import fast_mode
-
-    return fast_mode()
-
-
 def summarize(r: dict) -> str:
-    n, s = r["labels_used"], r["students"]
-    rows = [("student", "labels", "images", "test errors"),
-            ("hard labels only", f"{n:,}", f"{n:,}", str(r["hard_labels_test_errors"])),
-            ("+ soft targets, all images", f"{n:,}", f"{r['train_size']:,}", str(r["soft_targets_test_errors"])),
-            ("soft targets, same images", f"{n:,}", f"{n:,}", str(r["soft_targets_same_images_test_errors"])),
-            ("teacher (all labels)", f"{r['train_size']:,}", f"{r['train_size']:,}", str(r["teacher_test_errors"]))]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
+    n, s, t = r["labels_used"], r["students"], r["train_size"]
+    rows = [("hard labels only", f"{n:,}", f"{n:,}", r["hard_labels_test_errors"]),
+            ("+ soft targets, all images", f"{n:,}", f"{t:,}", r["soft_targets_test_errors"]),
+            ("soft targets, same images", f"{n:,}", f"{n:,}", r["soft_targets_same_images_test_errors"]),
+            ("teacher (all labels)", f"{t:,}", f"{t:,}", r["teacher"]["test_errors"])]
     head = (f"few-labels: {100 * r['fraction']:g}% of the labels, {s['arch']} students, "
-            f"T={s['temperature']:g}, alpha={s['alpha']:g}, {r['test_size']:,} test images"
-            + (" (KDLAB_FAST slice)" if r.get("fast_mode") else ""))
-    return "\n".join([head, "", *lines, "", f"whole run {r['seconds']:.0f} s"])
+            f"T={s['temperature']:g}, alpha={s['alpha']:g}, {r['test_size']:,} test images" + fast_note(r))
+    table = format_table(("student", "labels", "images", "test errors"), rows)
+    return "\n".join([head, "", table, "", f"whole run {r['seconds']['total']:.0f} s"])
 
 
 @register("few-labels", "a student with 1% of the labels, alone vs taught by the teacher's soft targets",
-          options=[Option("fraction", float, 0.01, "fraction of the training labels the student may use"),
-                   Option("temperature", float, DEFAULTS["temperature"], "distillation temperature"),
-                   Option("alpha", float, DEFAULTS["alpha"], "weight of the soft term")],
-          summarize=summarize)
-def run(seed: int = 0, progress: bool = True, fraction: float = 0.01,
-        temperature: float = DEFAULTS["temperature"], alpha: float = DEFAULTS["alpha"]) -> dict:
-    return experiment(seed, fraction, temperature=temperature, alpha=alpha, progress=progress)
+          options=[Option("fraction", float, help="fraction of the training labels the student may use"),
+                   Option("temperature", float, help="distillation temperature"),
+                   Option("alpha", float, help="weight of the soft term")],
+          summarize=summarize, defaults=DEFAULTS, fast=FAST)
+def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None = None, device=None,
+               progress: bool = True, fraction: float | None = None, temperature: float | None = None,
+               alpha: float | None = None, arch: str | None = None, epochs_all: int | None = None,
+               steps_small: int | None = None, teacher: CachedTeacher | None = None) -> Outcome:
+    """Train the three students (same initial weights); ``models`` holds them and the labeled mask.
+
+    ``epochs_all``: passes of the student that sees every image; the two on
+    the labeled images alone take ``steps_small`` SGD steps whatever their size.
+    """
+    run = Run("few-labels", seed=seed, fast=fast, device=device)
+    cfg = run.config(DEFAULTS, FAST, fraction=fraction, temperature=temperature, alpha=alpha, arch=arch,
+                     epochs_all=epochs_all, steps_small=steps_small)
+    td = teacher_for_run(teacher, data, run, progress)
+    data = td.data
+    mask = labeled_mask(data.y_train, cfg["fraction"], seed)
+    n_labeled = int(mask.sum())
+    labeled_only = replace(data, x_train=data.x_train[mask], y_train=data.y_train[mask])
+    # The runs on the labeled images alone take a fixed number of SGD steps (hundreds of passes
+    # over their few images); the run on all images takes a few passes over them.
+    epochs_small = _epochs_for_steps(n_labeled, cfg["steps_small"])
+    common = dict(T=cfg["temperature"], lr=cfg["lr"], seed=seed, device=run.device, evaluate_every_epoch=False,
+                  progress=progress)
+
+    models, students = {}, {}
+
+    def student(name: str, subset: Dataset, epochs: int, desc: str, **soft) -> None:
+        models[name] = seeded_student(cfg["arch"], seed)
+        history = train(models[name], subset, epochs=epochs, desc=desc, **common, **soft)
+        students[name] = {"images": len(subset.y_train), "epochs": epochs,
+                          "train_seconds": round(history.train_seconds, 2), "test_errors": history.final_test_errors}
+
+    student("hard_labels", labeled_only, epochs_small, f"hard labels ({n_labeled})")
+    student("soft_targets", data, cfg["epochs_all"], "soft targets, all images", labeled=mask,
+            teacher_logits=td.train_logits, alpha=cfg["alpha"])
+    student("soft_targets_same_images", labeled_only, epochs_small, f"soft targets, {n_labeled} images",
+            teacher_logits=td.train_logits[mask], alpha=cfg["alpha"])
+    return run.finish({
+        "fraction": cfg["fraction"], "labels_used": n_labeled,
+        "hard_labels_test_errors": students["hard_labels"]["test_errors"],
+        "soft_targets_test_errors": students["soft_targets"]["test_errors"],
+        "soft_targets_same_images_test_errors": students["soft_targets_same_images"]["test_errors"],
+        "train_size": len(data.y_train), "test_size": len(data.y_test),
+        "students": {"arch": cfg["arch"], "temperature": cfg["temperature"], "alpha": cfg["alpha"], **students},
+    }, teacher={**td.describe(), "labels": "all training labels"}, models={**models, "labeled": mask})

@@ -10,8 +10,14 @@ validity and diversity of what it says, and its training seconds.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from ..lm import compare
 from . import Option, register
+from .contract import Outcome, Run
+
+DEFAULTS = asdict(compare.Config())
+FAST = compare.FAST
 
 
 def summarize(res: dict) -> str:
@@ -29,10 +35,28 @@ def summarize(res: dict) -> str:
 
 
 @register("llm-distill", "lesson 9: distill a tiny language model five ways, each scored exactly against the truth",
-          options=[Option("steps", int, None, "optimizer steps per student (default: 1000, or 80 under KDLAB_FAST)"),
-                   Option("beta", float, None, "GKD's JSD(beta), strictly between 0 and 1 (default 0.5)"),
-                   Option("n-train", int, None, "training sentences (default 10000, or 2000 under KDLAB_FAST)")],
-          summarize=summarize)
-def run(seed: int = 0, progress: bool = True, steps: int | None = None, beta: float | None = None,
-        n_train: int | None = None) -> dict:
-    return compare.run(seed=seed, progress=progress, steps=steps, beta=beta, n_train=n_train)
+          options=[Option("steps", int, help="optimizer steps per student"),
+                   Option("beta", float, help="GKD's JSD(beta), strictly between 0 and 1"),
+                   Option("n-train", int, help="training sentences")],
+          summarize=summarize, defaults=DEFAULTS, fast=FAST)
+def experiment(*, seed: int = 0, fast: bool | None = None, data=None, device=None, progress: bool = True,
+               steps: int | None = None, beta: float | None = None, n_train: int | None = None) -> Outcome:
+    """The comparison of :mod:`kdlab.lm.compare`, with the common header; ``models`` holds the teacher and students.
+
+    The language's sentences are drawn here (``data`` must stay None) and the
+    GRUs train on the CPU.
+    """
+    if data is not None:
+        raise ValueError("llm-distill draws its own sentences from the synthetic language: data must be None")
+    run = Run("llm-distill", seed=seed, fast=fast, device=device or "cpu")
+    if run.device.type != "cpu":
+        raise ValueError(f"llm-distill trains on the CPU only, not {run.device}")
+    cfg = run.config(DEFAULTS, FAST, steps=steps, beta=beta, n_train=n_train)
+    setup = compare.make_setup(compare.Config(**cfg), seed=seed, progress=progress)
+    students = compare.train_students(setup, progress=progress)
+    res = compare.result(setup, students)
+    for key in ("experiment", "seed", "fast"):   # the header states them
+        del res[key]
+    teacher = res.pop("teacher")
+    return run.finish(res, teacher=teacher,
+                      models={"teacher": setup.teacher, "start": students.start, **students.models})

@@ -15,65 +15,18 @@ cached teacher logits), and also trains each width alone for reference.
 
 from __future__ import annotations
 
-import time
-
-from . import Option, register
-from ._mnist_common import TeacherAndData, fit, pick_epochs, seeded_student, teacher_and_data
+from . import Option, comma_list, register
+from .contract import Outcome, Run, fast_note, format_table
+from .mnist import CachedTeacher, seeded_student, teacher_for_run
+from ..data import Dataset
 from ..models import count_params
+from ..train import train
 
-WIDTHS = (30, 100, 300, 800)
-TEMPERATURES = (1.0, 2.5, 4.0, 8.0, 20.0)
-DEFAULTS = dict(alpha=0.9, epochs=3, lr=0.05)
-
-
-def _parse_list(text, cast):
-    if isinstance(text, str):
-        return tuple(cast(v) for v in text.replace(" ", "").split(",") if v)
-    return tuple(cast(v) for v in text)
-
-
-def experiment(seed: int = 0, *, widths=WIDTHS, temperatures=TEMPERATURES, alpha: float = DEFAULTS["alpha"],
-               epochs: int | None = None, progress: bool = True, shared: TeacherAndData | None = None) -> dict:
-    start = time.perf_counter()
-    widths, temperatures = _parse_list(widths, int), _parse_list(temperatures, float)
-    if not widths or not temperatures or min(widths) < 1 or min(temperatures) <= 0:
-        raise ValueError("widths must be positive integers and temperatures positive numbers")
-    td = shared or teacher_and_data(seed, progress)
-    data = td.data
-    epochs = epochs if epochs is not None else pick_epochs(DEFAULTS["epochs"], 1)
-    common = dict(y=data.y_train, epochs=epochs, lr=DEFAULTS["lr"], seed=seed, x_test=data.x_test,
-                  y_test=data.y_test, progress=False)
-
-    from tqdm.auto import tqdm
-
-    errors, alone, params, seconds = {}, {}, {}, {}
-    runs = [(w, T) for w in widths for T in (None, *temperatures)]
-    for w, T in tqdm(runs, desc="students (width, T)", disable=not progress):
-        student = seeded_student(f"mlp-{w}x2", seed)
-        params[str(w)] = count_params(student)
-        if T is None:
-            out = fit(student, data.x_train, **common)
-            alone[str(w)] = out["test_errors"]
-        else:
-            out = fit(student, data.x_train, teacher_logits=td.train_logits, T=T, alpha=alpha, **common)
-            errors.setdefault(str(w), {})[f"{T:g}"] = out["test_errors"]
-        seconds[str(w)] = round(seconds.get(str(w), 0.0) + out["train_seconds"], 2)
-    best = {w: float(min(errs, key=lambda t: (errs[t], float(t)))) for w, errs in errors.items()}
-    return {
-        "seed": seed, "widths": list(widths), "temperatures": list(temperatures), "alpha": alpha,
-        "epochs": epochs, "test_errors": errors, "best_temperature": best,
-        "student_alone_test_errors": alone, "params": params, "train_seconds": seconds,
-        "teacher_test_errors": td.teacher_test_errors, "train_size": len(data.y_train),
-        "test_size": len(data.y_test), "fast_mode": _fast(),
-        "hinton_2015": "30 units: T of 2.5 to 4 best; 300 or more units: all T above 8 similar",
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-
-
-def _fast() -> bool:
-    from ..settings import fast_mode
-
-    return fast_mode()
+DEFAULTS = dict(widths=(30, 100, 300, 800), temperatures=(1.0, 2.5, 4.0, 8.0, 20.0), alpha=0.9, epochs=3, lr=0.05)
+FAST = dict(epochs=1)
+HINTON = {"text": "30 units: T of 2.5 to 4 best; 300 or more units: all T above 8 similar",
+          "small_width": 30, "small_width_best_temperatures": [2.5, 4.0], "large_widths_from": 300,
+          "large_widths_similar_above_temperature": 8.0}
 
 
 def plot(result: dict, ax=None):
@@ -111,25 +64,56 @@ def plot(result: dict, ax=None):
 
 def summarize(r: dict) -> str:
     temps = [f"{t:g}" for t in r["temperatures"]]
-    rows = [("width", "params", "alone", *[f"T={t}" for t in temps], "best T")]
-    for w in map(str, r["widths"]):
-        rows.append((f"{w}-{w}", f"{r['params'][w]:,}", str(r["student_alone_test_errors"][w]),
-                     *[str(r["test_errors"][w][t]) for t in temps], f"{r['best_temperature'][w]:g}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
+    rows = [(f"{w}-{w}", f"{r['params'][w]:,}", r["student_alone_test_errors"][w],
+             *[r["test_errors"][w][t] for t in temps], f"{r['best_temperature'][w]:g}") for w in map(str, r["widths"])]
     head = (f"temperature-vs-width: test errors of distilled MLP students (alpha={r['alpha']:g}, "
-            f"{r['epochs']} epochs, {r['test_size']:,} test images; teacher {r['teacher_test_errors']} errors)"
-            + (" (KDLAB_FAST slice)" if r.get("fast_mode") else ""))
-    return "\n".join([head, "", *lines, "", f"Hinton 2015: {r['hinton_2015']}", f"whole run {r['seconds']:.0f} s"])
+            f"{r['epochs']} epochs, {r['test_size']:,} test images; teacher {r['teacher']['test_errors']} errors)"
+            + fast_note(r))
+    table = format_table(("width", "params", "alone", *[f"T={t}" for t in temps], "best T"), rows, left=0)
+    return "\n".join([head, "", table, "", f"Hinton 2015: {r['hinton_2015']['text']}",
+                      f"whole run {r['seconds']['total']:.0f} s"])
 
 
 @register("temperature-vs-width", "the best distillation temperature for MLP students of widths 30 to 800",
-          options=[Option("widths", str, ",".join(map(str, WIDTHS)), "comma-separated hidden-layer widths"),
-                   Option("temperatures", str, ",".join(f"{t:g}" for t in TEMPERATURES),
-                          "comma-separated temperatures"),
-                   Option("epochs", int, None, "epochs per student (default 3, 1 under KDLAB_FAST)")],
-          summarize=summarize)
-def run(seed: int = 0, progress: bool = True, widths=WIDTHS, temperatures=TEMPERATURES,
-        epochs: int | None = None) -> dict:
-    return experiment(seed, widths=widths, temperatures=temperatures, epochs=epochs, progress=progress)
+          options=[Option("widths", comma_list(int), help="comma-separated hidden-layer widths"),
+                   Option("temperatures", comma_list(float), help="comma-separated temperatures"),
+                   Option("epochs", int, help="epochs per student")],
+          summarize=summarize, defaults=DEFAULTS, fast=FAST)
+def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None = None, device=None,
+               progress: bool = True, widths=None, temperatures=None, alpha: float | None = None,
+               epochs: int | None = None, teacher: CachedTeacher | None = None) -> Outcome:
+    """Distill every width at every temperature from one set of cached teacher logits, and train each alone.
+
+    ``models``: the students, by ``(width, T)`` (T None: the student alone).
+    """
+    run = Run("temperature-vs-width", seed=seed, fast=fast, device=device)
+    cfg = run.config(DEFAULTS, FAST, widths=widths, temperatures=temperatures, alpha=alpha, epochs=epochs)
+    widths, temperatures = tuple(map(int, cfg["widths"])), tuple(map(float, cfg["temperatures"]))
+    if not widths or not temperatures or min(widths) < 1 or min(temperatures) <= 0:
+        raise ValueError("widths must be positive integers and temperatures positive numbers")
+    td = teacher_for_run(teacher, data, run, progress)
+    data = td.data
+    common = dict(epochs=cfg["epochs"], lr=cfg["lr"], seed=seed, device=run.device, evaluate_every_epoch=False,
+                  progress=False)
+
+    from tqdm.auto import tqdm
+
+    errors, alone, params, seconds, models = {}, {}, {}, {}, {}
+    runs = [(w, T) for w in widths for T in (None, *temperatures)]
+    for w, T in tqdm(runs, desc="students (width, T)", disable=not progress):
+        student = models[w, T] = seeded_student(f"mlp-{w}x2", seed)
+        params[str(w)] = count_params(student)
+        if T is None:
+            history = train(student, data, **common)
+            alone[str(w)] = history.final_test_errors
+        else:
+            history = train(student, data, teacher_logits=td.train_logits, T=T, alpha=cfg["alpha"], **common)
+            errors.setdefault(str(w), {})[f"{T:g}"] = history.final_test_errors
+        seconds[str(w)] = round(seconds.get(str(w), 0.0) + round(history.train_seconds, 2), 2)
+    best = {w: float(min(errs, key=lambda t: (errs[t], float(t)))) for w, errs in errors.items()}
+    return run.finish({
+        "widths": list(widths), "temperatures": list(temperatures), "alpha": cfg["alpha"],
+        "epochs": cfg["epochs"], "test_errors": errors, "best_temperature": best,
+        "student_alone_test_errors": alone, "params": params, "train_seconds": seconds,
+        "train_size": len(data.y_train), "test_size": len(data.y_test), "hinton_2015": HINTON,
+    }, teacher=td.describe(), models=models)

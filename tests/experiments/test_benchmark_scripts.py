@@ -1,5 +1,6 @@
 """The benchmark scripts still run (on the shipped sample, in seconds), and the engine's profile ranges."""
 
+import json
 import re
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from conftest import ROOT
+from data_helpers import ROOT
 from kdlab.data import load
 from kdlab.models import build
 from kdlab.train import train
@@ -58,3 +59,12 @@ def test_profile_hinton_prints_the_phases_and_the_trials():
     assert "SGD foreach=True vs per-parameter loop" in out
     assert "inference_mode" in out and "channels_last" in out
     assert len(re.findall(r"the engine's choice is \d+\.\d\dx", out)) >= 4, out
+
+
+def test_experiment_times_compares_two_checkouts(tmp_path):
+    out = tmp_path / "times.json"
+    text = run_script("experiment_times.py", "--before", str(ROOT), "--experiments", "omitted-digit", "--fast",
+                      "--json", str(out))
+    assert re.search(r"omitted-digit\s+\d+\.\d s\s+\d+\.\d s\s+\d\.\d\d\s+.*yes$", text, re.M), text
+    row, = json.loads(out.read_text())["rows"]
+    assert row["same_test_errors"] and row["before_own"] > 0 and row["after_wall"] > row["after_own"]

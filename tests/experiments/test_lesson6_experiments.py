@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from conftest import full_data_dir
+from data_helpers import full_data_dir
 from kdlab import experiments
-from kdlab.experiments import _mnist_common as common
 from kdlab.experiments import few_labels, omitted_digit, temperature_vs_width
+from kdlab.experiments.mnist import cached_teacher
 
 
 def run_kdlab(*args, env=None, cwd=None, timeout=600):
@@ -32,7 +32,7 @@ def shared(tmp_path_factory):
     os.environ["KDLAB_FAST"] = "1"
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("teacher-cache"))
     try:
-        yield common.teacher_and_data(seed=0, progress=False)
+        yield cached_teacher(seed=0, progress=False)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -140,62 +140,59 @@ def test_labeled_mask_is_exact_stratified_and_seeded():
         few_labels.labeled_mask(y, 0.0)
 
 
-def test_fit_uses_only_the_labeled_rows_without_a_teacher():
-    torch.manual_seed(0)
-    x = torch.randn(64, 1, 28, 28)
-    y = torch.randint(0, 10, (64,))
-    labeled = torch.zeros(64, dtype=torch.bool)
-    labeled[:8] = True
-    model = common.seeded_student("mlp-30x2", 0)
-    out = common.fit(model, x, y=y, labeled=labeled, epochs=1, progress=False, x_test=x, y_test=y)
-    assert set(out) == {"train_seconds", "test_errors"} and not model.training
-    with pytest.raises(ValueError):
-        common.fit(model, x, epochs=1, progress=False)
+def spy_on_train(module, monkeypatch) -> list:
+    """Record what the experiment hands the engine: (images, labels, labeled count, soft targets)."""
+    calls = []
+    real_train = module.train
+
+    def spy(model, data, *, labeled=None, teacher_logits=None, **kw):
+        calls.append((data.y_train.clone(), None if labeled is None else int(labeled.sum()), teacher_logits))
+        return real_train(model, data, labeled=labeled, teacher_logits=teacher_logits, **kw)
+
+    monkeypatch.setattr(module, "train", spy)
+    return calls
 
 
 def test_omitted_digit_never_shows_the_digit_to_the_student(shared, monkeypatch):
-    seen = []
-    real_fit = omitted_digit.fit
-
-    def spy(model, x, *, y=None, teacher_logits=None, **kw):
-        seen.append((y.clone(), len(x), len(teacher_logits)))
-        return real_fit(model, x, y=y, teacher_logits=teacher_logits, **kw)
-
-    monkeypatch.setattr(omitted_digit, "fit", spy)
-    res = omitted_digit.experiment(seed=0, digit=3, epochs=1, shared=shared, progress=False)
-    (y, n_x, n_t), = seen
-    assert not bool((y == 3).any()) and n_x == n_t == len(y) == res.summary["transfer_set_size"]
-    assert res.summary["transfer_set_size"] == int((shared.data.y_train != 3).sum())
+    calls = spy_on_train(omitted_digit, monkeypatch)
+    res, trained = omitted_digit.experiment(seed=0, digit=3, epochs=1, teacher=shared, progress=False)
+    (y, labeled, soft), = calls
+    assert not bool((y == 3).any()) and labeled is None and len(soft) == len(y) == res["transfer_set_size"]
+    assert res["transfer_set_size"] == int((shared.data.y_train != 3).sum())
     # the shift is chosen on training images, from the teacher's rate of predicting 3
     k = int((shared.train_logits.argmax(-1) == 3).sum())
-    shifted = omitted_digit.shifted(res.student_train_logits, 3, res.shift)
-    assert res.summary["bias_shift"] == pytest.approx(res.shift, abs=1e-3)
+    shifted = omitted_digit.shifted(trained["student_train_logits"], 3, trained["shift"])
+    assert res["bias_shift"] == pytest.approx(trained["shift"], abs=1e-3)
     assert int((shifted.argmax(-1) == 3).sum()) == k
+    assert res["teacher"]["test_errors"] == shared.test_errors
 
 
 def test_few_labels_students_get_what_they_should(shared, monkeypatch):
-    calls = []
-    real_fit = few_labels.fit
-
-    def spy(model, x, *, y=None, labeled=None, teacher_logits=None, **kw):
-        calls.append((len(x), None if labeled is None else int(labeled.sum()), teacher_logits is not None))
-        return real_fit(model, x, y=y, labeled=labeled, teacher_logits=teacher_logits, **kw)
-
-    monkeypatch.setattr(few_labels, "fit", spy)
-    res = few_labels.experiment(seed=0, fraction=0.01, shared=shared, progress=False)
+    calls = spy_on_train(few_labels, monkeypatch)
+    res, trained = few_labels.experiment(seed=0, fraction=0.01, teacher=shared, progress=False)
     n, k = len(shared.data.y_train), res["labels_used"]
-    assert calls == [(k, None, False), (n, k, True), (k, None, True)]
+    assert [(len(y), labeled, soft is not None) for y, labeled, soft in calls] == [(k, None, False), (n, k, True),
+                                                                                   (k, None, True)]
+    mask = trained["labeled"]
+    assert torch.equal(calls[0][0], shared.data.y_train[mask]) and torch.equal(calls[2][2], shared.train_logits[mask])
 
 
 def test_temperature_vs_width_result_and_plot(shared):
-    res = temperature_vs_width.experiment(seed=0, widths="30", temperatures="2,8", epochs=1, shared=shared,
-                                          progress=False)
-    assert res["best_temperature"]["30"] in (2.0, 8.0)
+    res = temperature_vs_width.experiment(seed=0, widths=(30,), temperatures=(2, 8), epochs=1, teacher=shared,
+                                          progress=False).result
+    assert res["best_temperature"]["30"] in (2.0, 8.0) and res["temperatures"] == [2.0, 8.0]
     fig = temperature_vs_width.plot(res)
     assert fig.axes and fig.axes[0].get_xlabel() == "temperature T"
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_the_command_line_parses_lists_the_library_takes_tuples(tmp_path):
+    r = run_kdlab("temperature-vs-width", "--widths", "30,x", "--json", str(tmp_path / "x.json"), cwd=tmp_path)
+    assert r.returncode == 2 and "--widths" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ValueError, match="positive"):
+        temperature_vs_width.experiment(widths=(0,), progress=False)
 
 
 # ----------------------------------------------------------------------------- the issue's claims, full data

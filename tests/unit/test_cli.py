@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import full_data_dir, write_dataset
+from data_helpers import full_data_dir, write_dataset
 from kdlab.jobs import PRESETS
 
 
@@ -131,6 +131,23 @@ def test_every_subcommand_has_working_help():
         assert parser.format_help().startswith("usage:"), path
     r = run_kdlab("experiment", "few-labels", "--help")
     assert r.returncode == 0 and "1%" in r.stdout
+
+
+def test_the_module_docstring_describes_every_subcommand():
+    import kdlab.cli
+    from kdlab.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(action.choices) == {"distill", "data", "experiment", "grade", "lab"}
+    for name in action.choices:
+        assert f"    kdlab {name} " in kdlab.cli.__doc__, name
+
+
+def test_experiment_options_convert_on_the_command_line_and_state_the_experiments_defaults(tmp_path):
+    r = run_kdlab("experiment", "temperature-vs-width", "--help")
+    assert "(default 30,100,300,800)" in " ".join(r.stdout.split()) and "1 under KDLAB_FAST" in r.stdout
+    r = run_kdlab("experiment", "few-labels", "--device", "nonsense", "--json", "x.json", cwd=tmp_path)
+    assert r.returncode == 2 and "--device nonsense" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.skipif(not os.environ.get("KDLAB_SLOW_TESTS") or full_data_dir() is None,

@@ -132,11 +132,11 @@ def test_feature_distill_trains_every_method_and_leaves_the_teacher_alone(method
     before = copy.deepcopy(teacher.state_dict())
     torch.manual_seed(1)
     student = features.cnn_student()
-    result = features.feature_distill(student, teacher, tiny_data(), epochs=1, batch_size=64, progress=False,
-                                      device="cpu", **features.METHODS[method])
-    assert set(result) >= {"params", "test_errors", "test_accuracy", "train_seconds", "train_loss"}
-    assert all(torch.isfinite(torch.tensor(result["train_loss"])))
-    assert not teacher.training
+    history = features.feature_distill(student, teacher, tiny_data(), epochs=1, batch_size=64, progress=False,
+                                       device="cpu", **features.METHODS[method])
+    assert history.epochs == [1] and isinstance(history.final_test_errors, int)
+    assert all(torch.isfinite(torch.tensor(history.train_loss)))
+    assert not teacher.training and not student.training
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert all(not m._forward_hooks for m in list(teacher.modules()) + list(student.modules()))
 
@@ -144,6 +144,27 @@ def test_feature_distill_trains_every_method_and_leaves_the_teacher_alone(method
 def test_feature_distill_needs_a_teacher_for_teacher_terms():
     with pytest.raises(ValueError):
         features.feature_distill(features.cnn_student(), None, tiny_data(), at=True, progress=False)
+
+
+def test_the_feature_terms_are_the_reference_losses_on_the_batch():
+    from kdlab.train import Batch
+
+    torch.manual_seed(0)
+    teacher, student = build("cnn-small").eval(), features.cnn_student().eval()
+    x = rand(6, 1, 28, 28, seed=5)
+    idx = torch.tensor([4, 0, 2, 5, 1, 3])
+    logits, (s1, s2) = features.forward_with_features(student, x[idx])
+    _, (t1, t2) = features.forward_with_features(teacher, x[idx])
+    batch = Batch(x[idx], torch.zeros(6, dtype=torch.long), idx, logits, {"features.2": s1, "features.5": s2})
+    reg = features.make_regressor(8, 32)
+    hint = features.HintTerm(teacher, reg, "features.2", weight=0.5)
+    assert hint.layers == ("features.2",) and list(hint.parameters()) == list(reg.parameters())  # not the teacher's
+    assert torch.allclose(hint(batch), 0.5 * features.hint_loss(s1, t1, reg))
+    maps = features.teacher_targets(teacher, x)["at"]
+    at = features.AttentionTerm(maps, weight=2.0)
+    assert at.layers == features.CNN_BLOCKS
+    want = 2.0 * (features.attention_transfer_loss(s1, t1) + features.attention_transfer_loss(s2, t2))
+    assert torch.allclose(at(batch), want, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- compress: size
@@ -311,13 +332,14 @@ def test_compress_experiment_from_the_terminal(tmp_path):
     assert h["size_fraction"] == pytest.approx(rows[-1]["size_bytes"] / rows[0]["size_bytes"])
     assert h["accuracy_kept"] == pytest.approx(rows[-1]["test_accuracy"] / rows[0]["test_accuracy"])
     assert result["fast_mode"] is True and result["seed"] == 0 and result["dataset"] == "mnist"
+    assert result["teacher"]["test_errors"] == rows[0]["test_errors"] and result["seconds"]["total"] > 0
 
 
 @pytest.mark.skipif(not os.environ.get("KDLAB_FULL"), reason="full-data run (about 3 minutes): set KDLAB_FULL=1")
 def test_full_data_deployed_student_keeps_98_percent_at_10_percent_of_the_size():
     from kdlab.experiments import compress as pipeline
 
-    result = pipeline.experiment(seed=0, progress=False)
+    result = pipeline.experiment(seed=0, progress=False).result
     assert not result["fast_mode"]
     assert result["headline"]["accuracy_kept"] >= 0.98
     assert result["headline"]["size_fraction"] <= 0.10

@@ -135,6 +135,38 @@ def test_bad_labels():
         distillation_loss(s, s, torch.tensor([0.0, 1.0]), 2.0, 0.5)
 
 
+def test_a_label_mask_keeps_the_cross_entropy_to_the_labeled_rows():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    m = torch.tensor([True, False, False, True, True, False, False, False])
+    soft = kd_kl(s, t, 4.0)
+    assert torch.allclose(distillation_loss(s, t, y, 4.0, 0.7, labeled=m),
+                          0.7 * soft + 0.3 * F.cross_entropy(s[m], y[m]))
+    assert torch.allclose(distillation_loss(s, t, y, 4.0, 0.7, labeled=torch.ones(8, dtype=torch.bool)),
+                          distillation_loss(s, t, y, 4.0, 0.7))
+    assert torch.allclose(distillation_loss(s, t, y, 4.0, 0.7, labeled=torch.zeros(8, dtype=torch.bool)), 0.7 * soft)
+    assert distillation_loss(s, t, y, 4.0, 0.0, labeled=torch.zeros(8, dtype=torch.bool)) is None  # nothing left
+    with pytest.raises(ValueError, match="boolean mask"):
+        distillation_loss(s, t, y, 4.0, 0.7, labeled=m.long())
+
+
+def test_validate_false_skips_the_checks_not_the_arithmetic():
+    from kdlab.losses import check_alpha, check_temperature
+
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    y = torch.randint(0, 7, (5,), generator=g)
+    for T, alpha in [(1.0, 0.0), (4.0, 0.9), (2.0, 1.0)]:
+        assert torch.equal(distillation_loss(s, t, y, T, alpha, validate=False), distillation_loss(s, t, y, T, alpha))
+        assert torch.equal(kd_kl(s, t, T, validate=False), kd_kl(s, t, T))
+    assert check_temperature(torch.tensor(2)) == 2.0 and check_alpha(1) == 1.0
+    with pytest.raises(ValueError, match="temperature"):
+        check_temperature(0)
+    with pytest.raises(ValueError, match="alpha"):
+        check_alpha(1.5)
+
+
 # ----------------------------------------------------------------------------- kd_logit_grad
 
 def test_closed_form_gradient_matches_autograd():

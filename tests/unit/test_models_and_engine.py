@@ -1,5 +1,8 @@
+from dataclasses import replace
+
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from kdlab import data, models, train, zoo
 
@@ -116,8 +119,121 @@ def test_cached_teacher_views_match_the_teacher_on_the_same_jitter(sample):
     assert sum(calls) == 2 * len(sample.y_train)  # two views, computed once, reused for three epochs
     assert h.teacher_seconds > 0
     g = torch.Generator().manual_seed(0)
-    shifts, logits = train._teacher_views(teacher, sample.x_train[:50], 2, 3, g)
+    shifts, logits = train.cache_teacher_views(teacher, sample.x_train[:50], 2, 3, g)
     assert shifts.shape == (3, 2, 50) and logits.shape == (3, 50, 10)
     for v in range(3):
         replay = teacher(data.jitter(sample.x_train[:50], 2, shifts=shifts[v]))
         assert torch.allclose(logits[v], replay, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the engine's other inputs
+
+@pytest.fixture(scope="module")
+def small(sample):
+    return sample.subset(512, 200)
+
+
+def run(data, seed=0, **kwargs):
+    """A seeded mlp-30x2 trained for 2 epochs by the engine; its final weights."""
+    torch.manual_seed(seed)
+    model = models.build("mlp-30x2")
+    kwargs = {"epochs": 2, "lr": 0.05, "batch_size": 64, "seed": seed, "progress": False, **kwargs}
+    history = train.train(model, data, **kwargs)
+    return [p.detach().clone() for p in model.parameters()], history
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_cached_teacher_logits_train_exactly_as_the_teacher_itself(small):
+    torch.manual_seed(1)
+    teacher = models.build("mlp-100x2").eval()
+    logits = train.predict_logits(teacher, small.x_train)
+    with_teacher, h1 = run(small, teacher=teacher, T=4.0, alpha=0.9)
+    with_logits, h2 = run(small, teacher_logits=logits, T=4.0, alpha=0.9)
+    assert same(with_teacher, with_logits) and h1.test_errors == h2.test_errors
+    assert h2.teacher_seconds == 0.0 < h1.teacher_seconds
+
+
+def test_a_label_mask_limits_the_cross_entropy_to_the_labeled_images(small):
+    logits = 3 * torch.randn(len(small.y_train), 10, generator=torch.Generator().manual_seed(2))
+    everyone = torch.ones(len(small.y_train), dtype=torch.bool)
+    assert same(run(small, teacher_logits=logits, labeled=everyone)[0], run(small, teacher_logits=logits)[0])
+    nobody = torch.zeros_like(everyone)
+    assert same(run(small, teacher_logits=logits, labeled=nobody, alpha=1.0)[0],
+                run(small, teacher_logits=logits, alpha=1.0)[0])       # no label at all: pure soft targets
+    some = torch.arange(len(everyone)) % 5 == 0
+    scrambled = replace(small, y_train=torch.where(some, small.y_train, (small.y_train + 3) % 10))
+    assert same(run(small, teacher_logits=logits, labeled=some)[0],
+                run(scrambled, teacher_logits=logits, labeled=some)[0])   # unlabeled rows' labels never read
+    assert not same(run(small, teacher_logits=logits, labeled=some)[0], run(small, teacher_logits=logits)[0])
+
+
+def test_batches_with_nothing_to_learn_from_are_skipped(small):
+    labeled = torch.zeros(len(small.y_train), dtype=torch.bool)
+    labeled[:5] = True
+    g = torch.Generator().manual_seed(0)
+    expected = sum(bool(labeled[idx].any()) for idx in data.batch_indices(len(labeled), 64, generator=g))
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        run(small, labeled=labeled, epochs=1)
+    finally:
+        handle.remove()
+    assert 0 < len(steps) == expected < -(-len(labeled) // 64)
+    with pytest.raises(ValueError, match="nothing to learn from"):
+        run(small, labeled=torch.zeros_like(labeled))
+
+
+class Probe(torch.nn.Module):
+    """An extra term with a parameter of its own, reading the student's first hidden layer."""
+
+    layers = ("2",)
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen = []
+
+    def forward(self, batch):
+        hidden = batch.features["2"]
+        self.seen.append((tuple(hidden.shape), len(batch.idx), tuple(batch.logits.shape)))
+        return (self.scale * hidden).pow(2).mean()
+
+
+def test_an_extra_term_reads_hidden_layers_and_its_parameters_train(small):
+    probe = Probe()
+    weights, _ = run(small, extra_loss=[probe], epochs=1)
+    assert probe.seen and all(shape == (n, 30) and logits == (n, 10) for shape, n, logits in probe.seen)
+    assert float(probe.scale.detach()) < 1.0 and not probe.training          # trained alongside, left in eval mode
+    torch.manual_seed(0)
+    model = models.build("mlp-30x2")
+    assert all(not m._forward_hooks for m in model.modules())
+    assert not same(weights, run(small, epochs=1)[0])
+    plain = run(small, extra_loss=lambda batch: batch.logits.sum() * 0.0, epochs=1)[0]   # a plain callable
+    assert all(torch.allclose(a, b) for a, b in zip(plain, run(small, epochs=1)[0]))
+
+
+def test_epoch_callbacks_clip_and_warmup(small):
+    calls = []
+    _, history = run(small, epochs=3, evaluate_every_epoch=False, on_epoch_end=[lambda h: calls.append(list(h.epochs))])
+    assert calls == [[1], [1, 2], [1, 2, 3]] and history.test_errors[:2] == [None, None]
+    assert history.final_test_errors == history.test_errors[-1] is not None
+    torch.manual_seed(0)
+    start = [p.detach().clone() for p in models.build("mlp-30x2").parameters()]
+    clipped, _ = run(small, epochs=1, clip=1e-6)
+    assert max(float((a - b).abs().max()) for a, b in zip(clipped, start)) < 1e-4
+    assert not same(run(small, warmup_steps=1)[0], run(small)[0])
+
+
+def test_the_engine_rejects_inconsistent_inputs(small):
+    teacher = models.build("mlp-30x2")
+    logits = torch.zeros(len(small.y_train), 10)
+    for kwargs, message in [(dict(teacher=teacher, teacher_logits=logits), "not both"),
+                            (dict(teacher_logits=logits[:10]), "one row of logits per training image"),
+                            (dict(teacher_logits=logits, jitter=2), "jitter"),
+                            (dict(labeled=torch.ones(3, dtype=torch.bool)), "boolean mask"),
+                            (dict(teacher_logits=logits, T=0), "temperature")]:
+        with pytest.raises(ValueError, match=message):
+            run(small, **kwargs)
