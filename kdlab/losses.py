@@ -125,11 +125,6 @@ def _check_labels(labels, student_logits: torch.Tensor) -> None:
         raise ValueError(f"labels must lie in [0, {n_classes - 1}]")
 
 
-def _distillation_loss(student_logits, teacher_logits, labels, T: float, alpha: float) -> torch.Tensor:
-    """Kept for kdlab.pitfalls until it calls ``distillation_loss(..., validate=False)``; do not use."""
-    return distillation_loss(student_logits, teacher_logits, labels, T, alpha, validate=False)
-
-
 def kd_logit_grad(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     r"""Closed-form gradient of one example's soft loss KL(p_T || q_T) w.r.t. the student logits.
 

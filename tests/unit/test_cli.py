@@ -15,6 +15,7 @@ def run_kdlab(*args, env=None, cwd=None, timeout=300):
                           env=full_env, cwd=cwd, timeout=timeout)
 
 
+@pytest.mark.slow   # a whole kdlab run from the terminal
 def test_distill_end_to_end_fast(tmp_path):
     out = tmp_path / "run.json"
     env = {"KDLAB_FAST": "1", "KDLAB_DATA": "", "XDG_CACHE_HOME": str(tmp_path)}  # no data: the shipped sample
@@ -36,6 +37,7 @@ def test_distill_end_to_end_fast(tmp_path):
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow   # a whole kdlab run from the terminal
 def test_distill_hinton_preset_fast_says_how_the_transfer_set_differs(tmp_path):
     out = tmp_path / "h.json"
     r = run_kdlab("distill", "--preset", "hinton", "--json", str(out), "--no-progress",
@@ -53,6 +55,7 @@ def test_distill_hinton_preset_fast_says_how_the_transfer_set_differs(tmp_path):
     assert alone["epochs"] == distilled["epochs"]
 
 
+@pytest.mark.slow   # a whole kdlab run from the terminal
 def test_distill_fashion_mnist_fast(tmp_path):
     out = tmp_path / "f.json"
     r = run_kdlab("distill", "--dataset", "fashion-mnist", "--json", str(out), "--no-progress",

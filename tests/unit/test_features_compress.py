@@ -309,6 +309,7 @@ def test_headline_compares_the_last_row_with_the_first():
 
 # ----------------------------------------------------------------------------- kdlab experiment compress
 
+@pytest.mark.slow   # a whole kdlab run from the terminal
 def test_compress_experiment_from_the_terminal(tmp_path):
     """``kdlab experiment compress --seed N --json PATH``: a list of rows, teacher first, deployed student last."""
     out = tmp_path / "compress.json"
