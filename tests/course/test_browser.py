@@ -299,6 +299,7 @@ def test_lesson1_validate(lab, lesson1):
     """nbgrader's Validate (its JupyterLab toolbar button): softmax_t passes now, entropy is still to do."""
     button = lab.css(".jp-NotebookPanel-toolbar .validate-button")
     assert button, "no Validate button in the notebook's toolbar (nbgrader's lab extension)"
+    lab.save()   # Validate checks the file on disk: the learner saves first (or JupyterLab's autosave has)
     button[0].click()
     dialog = lab.dialog(240)
     lab.wait(lambda: "Validat" in lab.css(".jp-Dialog-header", dialog)[0].text

@@ -219,7 +219,7 @@ EXPECTED = {
 FLOOD_STATUSES = {"memory_limit", "cell_timeout", "output_truncated", "kernel_died"}
 FLOODS = ["flood_forever", "fd_flood"]
 
-LIMITS = dict(workers=2, timeout=25, cell_timeout=4, memory=int(1.5 * 2**30), max_output=2**20,
+LIMITS = dict(workers=2, timeout=25, cell_timeout=8, memory=int(1.5 * 2**30), max_output=2**20,
               max_notebook_size=2**20, progress=False)
 
 
