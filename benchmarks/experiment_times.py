@@ -27,8 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ("omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "feature-kd", "compress")
-# The teachers the experiments load: (recipe, data set). Trained once, untimed, into the shared cache.
-TEACHERS = (("cnn-teacher", "mnist"), ("cnn-teacher-long", "fashion-mnist"))
+# The teacher each experiment loads, (recipe, data set), trained once, untimed, into the shared cache.
+TEACHERS = {name: ("cnn-teacher", "mnist") for name in EXPERIMENTS}
+TEACHERS["feature-kd"] = ("cnn-teacher-long", "fashion-mnist")
 
 
 FAST = "0"   # "1" with --fast: a smoke test of this script on small slices
@@ -46,9 +47,11 @@ def check_side(root: Path, cache: Path) -> None:
         raise SystemExit(f"{root}: runs {out}, not its own kdlab")
 
 
-def fill_cache(cache: Path, seed: int) -> None:
+def fill_cache(cache: Path, seed: int, experiments) -> None:
+    """Train the teachers ``experiments`` load, and only those, into ``cache``."""
+    needed = sorted({TEACHERS[name] for name in experiments if name in TEACHERS})
     code = ("import sys; from kdlab import zoo; from kdlab.data import load\n"
-            f"for recipe, dataset in {TEACHERS!r}:\n"
+            f"for recipe, dataset in {needed!r}:\n"
             f"    zoo.pretrained(recipe, load(dataset), seed={seed}, progress=False)\n")
     subprocess.run([sys.executable, "-c", code], cwd=HERE, env=side_env(HERE, cache), check=True)
 
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
         cache = args.cache or Path(tmp) / "cache"
         for root in sides.values():
             check_side(root, cache)
-        fill_cache(cache, args.seed)
+        fill_cache(cache, args.seed, args.experiments)
         print(f"torch threads: {args.threads or 'default'}", flush=True)
         for i, name in enumerate(args.experiments):
             if any(r["experiment"] == name for r in rows):
