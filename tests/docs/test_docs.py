@@ -538,7 +538,7 @@ def _soft_same_images():
     rows = [[s["hard_labels"]["images"], r["hard_labels_test_errors"]],
             [s["soft_targets"]["images"], r["soft_targets_test_errors"]],
             [s["soft_targets_same_images"]["images"], r["soft_targets_same_images_test_errors"]],
-            [r["train_size"], r["teacher_test_errors"]]]
+            [r["train_size"], r["teacher"]["test_errors"]]]
     assert s["hard_labels"]["test_errors"] == r["hard_labels_test_errors"]
     assert s["soft_targets_same_images"]["test_errors"] == r["soft_targets_same_images_test_errors"]
     value = 1 - r["soft_targets_same_images_test_errors"] / r["hard_labels_test_errors"]
