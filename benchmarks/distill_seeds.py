@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from kdlab.jobs import PRESETS, results_table, run_distill, save_results
+from kdlab.jobs import PRESETS, results_table, run_distill, run_seconds, save_results
 
 ROLES = {"teacher": "teacher", "student_scratch": "student alone", "student_distilled": "student distilled"}
 # Hinton, Vinyals & Dean (2015), MNIST test errors: 1200-1200 dropout teacher, 800-800 alone, 800-800 distilled.
@@ -28,7 +28,7 @@ def summarize(runs: list[dict]) -> dict:
         out[role] = {"arch": runs[0][role]["arch"], "test_errors": errors, "mean": statistics.mean(errors),
                      "sd": statistics.stdev(errors) if len(errors) > 1 else 0.0,
                      "min": min(errors), "max": max(errors)}
-    seconds = [r["total_seconds"] for r in runs]
+    seconds = [run_seconds(r) for r in runs]   # seconds.total; total_seconds in runs written before it
     out["total_seconds"] = {"each": seconds, "mean": statistics.mean(seconds), "max": max(seconds)}
     out["seeds"] = [r["seed"] for r in runs]
     return out

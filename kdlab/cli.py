@@ -1,8 +1,8 @@
 """The ``kdlab`` command: argument parsing and printing; the work is done by the library.
 
-    kdlab distill [--preset quick|hinton] [--dataset mnist|fashion-mnist] [--seed N] [--json PATH]
-        the main job (:mod:`kdlab.jobs`): a teacher, a student alone and the student distilled; a table,
-        JSON and a PNG of the training curves
+    kdlab distill [--preset quick|hinton] [--teacher RECIPE] [--dataset mnist|fashion-mnist] [--seed N] [--json PATH]
+        the main job (:mod:`kdlab.jobs`): a teacher, a student alone and the student distilled; a table
+        (parameters, MACs per image, CPU latency, test errors), JSON and a PNG of the training curves
     kdlab data download|verify|where [--dataset NAME] [--data DIR]
         fetch the data sets (checksums verified), check them, or say where they are (:mod:`kdlab.data`)
     kdlab experiment NAME [options] [--seed N] [--json PATH] [--device DEV]
@@ -31,6 +31,7 @@ from .errors import KdlabError
 
 def _add_distill(sub) -> None:
     from .jobs import PRESETS
+    from .zoo import RECIPES
 
     p = sub.add_parser("distill", help="train a teacher, a student alone and a distilled student; print the table",
                        description="Train a teacher, the student alone and the same student distilled from the "
@@ -38,10 +39,14 @@ def _add_distill(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick",
                    help="quick (default, about 2 minutes on 2 CPU cores) or hinton "
                         "(Hinton et al.'s MNIST table, about 14 minutes)")
+    p.add_argument("--teacher", choices=sorted(RECIPES), default=None, metavar="RECIPE",
+                   help="train the teacher with this kdlab.zoo recipe instead of the preset's: "
+                        + ", ".join(sorted(RECIPES)) + " (mlp-teacher: lessons 2-3's 1200-1200 MLP, "
+                        "the paper's pairing with the 800-800 student)")
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="where to write the results (default: runs/distill-DATASET-PRESET-sSEED.json)")
+                   help="where to write the results (default: runs/distill-DATASET-PRESET[-RECIPE]-sSEED.json)")
     p.add_argument("--plot", type=Path, default=None, metavar="PATH",
                    help="where to write the training curves (default: beside the JSON, .png)")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
@@ -62,8 +67,9 @@ def _cmd_distill(args) -> int:
         raise KdlabError(f"--alpha must lie in [0, 1], got {args.alpha}")
     # Every path, the device and the seed are checked before minutes of training, not after.
     paths.check_seed(args.seed)
+    recipe = f"-{args.teacher}" if args.teacher else ""
     json_path = paths.check_output_file(
-        args.json or Path("runs") / f"distill-{args.dataset}-{args.preset}-s{args.seed}.json", "--json")
+        args.json or Path("runs") / f"distill-{args.dataset}-{args.preset}{recipe}-s{args.seed}.json", "--json")
     plot_path = paths.check_output_file(args.plot or json_path.with_suffix(".png"), "--plot")
     if args.data is not None:
         paths.check_input_dir(args.data, "--data")
@@ -73,8 +79,9 @@ def _cmd_distill(args) -> int:
 
         print(f"KDLAB_FAST=1: a smoke test on {fast_source(args.dataset, args.data)}, with few epochs; "
               "its numbers are not results", flush=True)
-    results = run_distill(args.preset, args.dataset, args.seed, data_root=args.data, device=args.device,
-                          temperature=args.temperature, alpha=args.alpha, progress=not args.no_progress)
+    results = run_distill(args.preset, args.dataset, args.seed, teacher=args.teacher, data_root=args.data,
+                          device=args.device, temperature=args.temperature, alpha=args.alpha,
+                          progress=not args.no_progress)
     print(results_table(results))
     save_results(results, json_path, plot_path)
     print(f"wrote {json_path} and {plot_path}")

@@ -7,17 +7,16 @@ lessons call it directly.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from . import __version__, settings
+from . import settings, zoo
+from .costs import LATENCY, model_costs
 from .data import load
-from .models import build, count_params
+from .experiments.contract import Run, format_table
+from .models import build
 from .paths import atomic_write
 from .train import evaluate, train
 
@@ -73,6 +72,19 @@ PRESETS = {
 FAST_EPOCHS = 1
 
 
+def teacher_stage(recipe: str) -> Stage:
+    """The teacher's stage from a :mod:`kdlab.zoo` recipe (``mlp-teacher`` is lessons 2-3's 1200-1200 MLP)."""
+    if recipe not in zoo.RECIPES:
+        raise ValueError(f"unknown teacher recipe {recipe!r}; choose one of {', '.join(zoo.RECIPES)}")
+    r = zoo.RECIPES[recipe]
+    return Stage(r["arch"], epochs=r["epochs"], lr=r["lr"], batch_size=r["batch_size"], jitter=r["jitter"])
+
+
+def run_seconds(results: dict) -> float:
+    """The whole run's seconds: ``seconds.total``, or ``total_seconds`` in JSON written before it."""
+    return results["seconds"]["total"] if "seconds" in results else results["total_seconds"]
+
+
 def _stage_for_run(stage: Stage) -> Stage:
     return replace(stage, epochs=FAST_EPOCHS) if settings.fast_mode() else stage
 
@@ -85,7 +97,8 @@ def _train_role(role: str, stage: Stage, data, *, seed: int, device, progress: b
                     batch_size=stage.batch_size, jitter=stage.jitter, teacher_views=teacher_views, seed=seed,
                     device=device, progress=progress, desc=role.replace("_", " "))
     metrics = evaluate(model, data.x_test, data.y_test)
-    entry = {"arch": stage.arch, "params": count_params(model), **metrics,
+    # What it costs to run, beside what it weighs: MACs per image and batch-1 CPU latency (kdlab.costs).
+    entry = {"arch": stage.arch, **model_costs(model), **metrics,
              "train_seconds": round(history.train_seconds, 2), "epochs": stage.epochs,
              "jitter": stage.jitter, "history": history.as_dict()}
     if teacher is not None:
@@ -95,53 +108,68 @@ def _train_role(role: str, stage: Stage, data, *, seed: int, device, progress: b
     return model, entry
 
 
-def run_distill(preset: str = "quick", dataset: str = "mnist", seed: int = 0, *, data_root=None,
-                device=None, temperature: float | None = None, alpha: float | None = None,
+def run_distill(preset: str = "quick", dataset: str = "mnist", seed: int = 0, *, teacher: str | None = None,
+                data_root=None, device=None, temperature: float | None = None, alpha: float | None = None,
                 progress: bool = True) -> dict:
-    """Run the main job and return its results (the JSON that ``kdlab distill`` writes)."""
+    """Run the main job and return its results (the JSON that ``kdlab distill`` writes).
+
+    ``teacher`` names a :mod:`kdlab.zoo` recipe that replaces the preset's teacher
+    (``mlp-teacher``: the paper's pairing, a 1200-1200 MLP into the 800-800 student).
+    The result starts with the experiments' common header (``seconds.total`` and
+    each model's phase, :class:`kdlab.experiments.contract.Run`).
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if teacher is not None:
+        stage = teacher_stage(teacher)
+        p = replace(p, teacher=stage,
+                    description=f"preset {preset} with kdlab.zoo's {teacher!r} recipe as the teacher "
+                                f"({stage.arch}, {stage.epochs} epochs) and the preset's student and settings")
     T = p.temperature if temperature is None else temperature
     a = p.alpha if alpha is None else alpha
-    device = settings.default_device(device)
-    start = time.perf_counter()
-    data = load(dataset, data_root).to(device)
+    run = Run("distill", seed=seed, device=device)
+    with run.timed("data"):
+        data = load(dataset, data_root).to(run.device)
     t_stage, s_stage = _stage_for_run(p.teacher), _stage_for_run(p.student)
-    teacher, teacher_entry = _train_role("teacher", t_stage, data, seed=seed, device=device, progress=progress)
-    _, scratch_entry = _train_role("student_scratch", s_stage, data, seed=seed, device=device,
-                                   progress=progress)
+    common = {"seed": seed, "device": run.device, "progress": progress}
+    with run.timed("teacher"):
+        teacher_model, teacher_entry = _train_role("teacher", t_stage, data, **common)
+    with run.timed("student_scratch"):
+        _, scratch_entry = _train_role("student_scratch", s_stage, data, **common)
     transfer = replace(s_stage, jitter=p.transfer_jitter)
-    _, distilled_entry = _train_role("student_distilled", transfer, data, seed=seed, device=device,
-                                     progress=progress, teacher=teacher, T=T, alpha=a,
-                                     teacher_views=p.teacher_views)
-    return {
-        "preset": preset, "dataset": dataset, "seed": seed, "device": str(device),
-        "temperature": T, "alpha": a, "fast_mode": settings.fast_mode(),
-        "description": p.description, "data_source": data.source,
-        "train_size": len(data.y_train), "test_size": len(data.y_test),
-        "teacher": teacher_entry, "student_scratch": scratch_entry, "student_distilled": distilled_entry,
-        "total_seconds": round(time.perf_counter() - start, 2),
-        "environment": {"kdlab": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
-        "preset_settings": asdict(p),
-    }
+    with run.timed("student_distilled"):
+        _, distilled_entry = _train_role("student_distilled", transfer, data, **common, teacher=teacher_model,
+                                         T=T, alpha=a, teacher_views=p.teacher_views)
+    fields = {"preset": preset, "teacher_recipe": teacher, "dataset": dataset, "temperature": T, "alpha": a,
+              "description": p.description, "data_source": data.source,
+              "train_size": len(data.y_train), "test_size": len(data.y_test),
+              "student_scratch": scratch_entry, "student_distilled": distilled_entry,
+              "latency_settings": {**LATENCY, "device": "cpu"}, "preset_settings": asdict(p)}
+    return run.finish(fields, teacher=teacher_entry).result
+
+
+def cost_ratios(results: dict) -> dict | None:
+    """The distilled student's parameters, MACs and latency as fractions of the teacher's (None in older JSON)."""
+    t, d = results["teacher"], results["student_distilled"]
+    if "macs" not in t or "macs" not in d:
+        return None
+    return {key: d[key] / t[key] for key in ("params", "macs", "latency_ms")}
 
 
 def results_table(results: dict) -> str:
-    """The results as a plain-text table."""
-    rows = [("model", "architecture", "params", "test errors", "accuracy", "train s")]
+    """The results as a plain-text table: what each model weighs, costs to run, and gets right."""
+    rows = []
+    distilled_label = f"student distilled (T={results['temperature']:g}, alpha={results['alpha']:g})"
     for role, label in (("teacher", "teacher"), ("student_scratch", "student alone"),
-                        ("student_distilled", f"student distilled (T={results['temperature']:g}, "
-                                              f"alpha={results['alpha']:g})")):
+                        ("student_distilled", distilled_label)):
         e = results[role]
         arch = e["arch"] + (f" +jitter{e['jitter']}" if e.get("jitter") else "")
-        rows.append((label, arch, f"{e['params']:,}", str(e["test_errors"]),
+        rows.append((label, arch, f"{e['params']:,}", f"{e['macs']:,}" if "macs" in e else "-",
+                     f"{e['latency_ms']:.3f}" if "latency_ms" in e else "-", e["test_errors"],
                      f"{100 * e['test_accuracy']:.2f}%", f"{e['train_seconds']:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
+    table = format_table(("model", "architecture", "params", "MACs/image", "CPU ms", "test errors", "accuracy",
+                          "train s"), rows, left=2)
     s, d = results["student_scratch"]["test_errors"], results["student_distilled"]["test_errors"]
     verdict = ("fewer" if d < s else "more" if d > s else "as many")
     head = (f"kdlab distill: {results['dataset']}, preset {results['preset']}, seed {results['seed']}, "
@@ -149,10 +177,18 @@ def results_table(results: dict) -> str:
             + (" (KDLAB_FAST slice)" if results.get("fast_mode") else ""))
     if results.get("fast_mode"):
         tail = (f"KDLAB_FAST=1: a smoke test on a slice with few epochs; these numbers show that the code runs, "
-                f"not what distillation does (no conclusion is drawn). Whole run {results['total_seconds']:.0f} s.")
+                f"not what distillation does (no conclusion is drawn). Whole run {run_seconds(results):.0f} s.")
     else:
         tail = (f"The distilled student makes {verdict} test errors than the student alone ({d} vs {s}); "
-                f"whole run {results['total_seconds']:.0f} s.")
+                f"whole run {run_seconds(results):.0f} s.")
+    ratios = cost_ratios(results)
+    if ratios is not None:
+        lat = results.get("latency_settings", LATENCY)
+        tail += (f"\nThe student against the teacher: {ratios['params']:.2f}x the parameters, {ratios['macs']:.2f}x "
+                 f"the multiply-accumulates per image, {ratios['latency_ms']:.2f}x the CPU latency "
+                 f"(batch {lat['batch_size']}, {lat['threads']} thread{'s' if lat['threads'] > 1 else ''}, "
+                 f"{lat['statistic']} of "
+                 f"{lat['repeats']} forwards).")
     distilled = results["student_distilled"]
     if distilled.get("jitter"):
         tail += (f"\nThe distilled student's transfer set is jittered by up to {distilled['jitter']} pixels "
@@ -161,7 +197,7 @@ def results_table(results: dict) -> str:
     if results["alpha"] == 1.0:
         tail += ("\nWith alpha = 1 the distilled student learns from the teacher's soft targets only: "
                  "it never sees a label.")
-    return "\n".join([head, "", *lines, "", tail])
+    return f"{head}\n\n{table}\n\n{tail}"
 
 
 def save_results(results: dict, json_path: Path, plot_path: Path | None) -> None:

@@ -2,10 +2,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 from data_helpers import full_data_dir, write_dataset
+
+from kdlab import costs, jobs, models, zoo
 from kdlab.jobs import PRESETS
 
 
@@ -27,14 +29,60 @@ def test_distill_end_to_end_fast(tmp_path):
     assert "more test errors" not in r.stdout and "fewer test errors" not in r.stdout and "no conclusion" in r.stdout
     results = json.loads(out.read_text())
     for role in ("teacher", "student_scratch", "student_distilled"):
-        for key in ("arch", "params", "test_errors", "test_accuracy", "train_seconds"):
+        for key in ("arch", "params", "macs", "latency_ms", "test_errors", "test_accuracy", "train_seconds"):
             assert key in results[role], (role, key)
         assert 0 <= results[role]["test_errors"] <= results["test_size"]
+        assert results[role]["macs"] == costs.macs(models.build(results[role]["arch"]))
+        assert 0 < results[role]["latency_ms"] < 1000
     for key in ("temperature", "alpha", "preset", "dataset", "seed", "device"):
         assert key in results
     assert results["seed"] == 1 and results["preset"] == "quick" and results["dataset"] == "mnist"
     assert results["student_scratch"]["arch"] == results["student_distilled"]["arch"]
+    # the experiments' common header: seconds.total (and each model's phase), no total_seconds
+    header = ["experiment", "seed", "fast_mode", "device", "environment", "seconds", "teacher"]
+    assert list(results)[:len(header)] == header and "total_seconds" not in results
+    assert results["seconds"]["total"] >= results["seconds"]["teacher"] > 0
+    assert f"whole run {results['seconds']['total']:.0f} s" in r.stdout.replace("Whole run", "whole run")
+    for column in ("params", "MACs/image", "CPU ms"):
+        assert column in r.stdout
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow   # a whole kdlab run from the terminal
+def test_distill_with_a_zoo_teacher_recipe_fast(tmp_path):
+    """--teacher mlp-teacher: the paper's pairing, the 1200-1200 MLP of lessons 2-3 into the 800-800 student."""
+    env = {"KDLAB_FAST": "1", "KDLAB_DATA": "", "XDG_CACHE_HOME": str(tmp_path)}
+    r = run_kdlab("distill", "--teacher", "mlp-teacher", "--no-progress", env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "runs" / "distill-mnist-quick-mlp-teacher-s0.json").read_text())
+    assert results["teacher_recipe"] == "mlp-teacher" and results["teacher"]["arch"] == zoo.RECIPES["mlp-teacher"]["arch"]
+    assert results["preset_settings"]["teacher"]["arch"] == "mlp-1200x2" and "mlp-teacher" in results["description"]
+    assert results["student_distilled"]["arch"] == PRESETS["quick"].student.arch
+    t, d = results["teacher"], results["student_distilled"]
+    assert (t["macs"], d["macs"]) == (784 * 1200 + 1200 * 1200 + 1200 * 10, 784 * 800 + 800 * 800 + 800 * 10)
+    assert f"{d['params'] / t['params']:.2f}x the parameters, {d['macs'] / t['macs']:.2f}x" in r.stdout
+    r = run_kdlab("distill", "--teacher", "no-such-recipe", cwd=tmp_path)
+    assert r.returncode == 2 and "--teacher" in r.stderr and "mlp-teacher" in r.stderr
+
+
+def test_the_table_reads_json_written_before_the_costs_and_the_common_header():
+    """docs/results keeps runs from before macs, latency_ms and seconds.total: they still print."""
+    old = json.loads((Path(__file__).parents[2] / "docs" / "results" / "distill-quick-mnist-s0.json").read_text())
+    assert "total_seconds" in old and "macs" not in old["teacher"]
+    text = jobs.results_table(old)
+    assert f"whole run {old['total_seconds']:.0f} s" in text and jobs.run_seconds(old) == old["total_seconds"]
+    assert jobs.cost_ratios(old) is None and "x the parameters" not in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("model"))
+    assert lines[lines.index(header) + 1] == "-" * len(header)    # format_table's rule
+    new = {**old, "seconds": {"total": 12.0}, "latency_settings": costs.LATENCY}
+    del new["total_seconds"]
+    for role, arch, ms in (("teacher", "cnn-small", 0.4), ("student_scratch", "mlp-800x2", 0.2),
+                           ("student_distilled", "mlp-800x2", 0.1)):
+        new[role] = {**old[role], "macs": costs.macs(models.build(arch)), "latency_ms": ms}
+    text = jobs.results_table(new)
+    assert "whole run 12 s" in text and "1,275,200" in text and "4,241,152" in text
+    assert "3.03x the parameters, 0.30x the multiply-accumulates per image, 0.25x the CPU latency" in text
 
 
 @pytest.mark.slow   # a whole kdlab run from the terminal
@@ -166,4 +214,4 @@ def test_hinton_preset_reproduces_the_papers_table_on_full_mnist(tmp_path):
     results = json.loads(out.read_text())
     errors = {k: results[k]["test_errors"] for k in ("teacher", "student_scratch", "student_distilled")}
     assert errors["teacher"] <= 67 and errors["student_distilled"] <= 74 and errors["student_scratch"] >= 120, errors
-    assert results["total_seconds"] <= 900, results["total_seconds"]
+    assert results["seconds"]["total"] <= 900, results["seconds"]
