@@ -55,17 +55,23 @@ SELF_CHECK = (
         "C", review=f"{L3}, \u00a7 2"),
     MultipleChoice(
         "teacher_grad_symptom",
-        "A colleague's KD loss lets gradients flow into the teacher (bug 8). What gives it away?",
+        "A colleague's training loop computes the teacher's logits without no_grad or detach, and one "
+        "optimizer holds the teacher's parameters together with the student's (bug 8). What gives it away?",
         (Choice("the loss value is NaN from the first step",
-                "No: the loss value is identical to the correct one; that is what makes the bug hard to see."),
+                "No: on the same weights the loss value is identical to the correct one; that is what makes the "
+                "bug hard to see."),
          Choice("the loss value is T\u00b2 times too large",
                 "That is not this bug; the value is the same."),
-         Choice("nothing, as long as the teacher's parameters are not in the optimizer",
-                "Without an optimizer step the teacher's weights do not move, but gradients still cost memory "
-                "and time, and an optimizer that holds them (or a shared module) trains the teacher."),
-         Choice("the teacher's own test accuracy changes during the student's training",
-                "Yes: gradients reach the teacher's logits and, through an optimizer that holds its parameters, "
-                "its weights. Lesson 3's pitfalls lab measures the teacher before and after.")),
+         Choice("nothing measurable: the loss value, the student's updates and the teacher are all as in a "
+                "correct loop",
+                "Not in this loop: the gradient reaches the teacher and the optimizer that holds its parameters "
+                "moves them at every step, so the teacher itself changes. (Even without that optimizer, a "
+                "gradient into the teacher costs memory and time.)"),
+         Choice("the teacher's own test errors change during the student's training, and its logits receive a "
+                "gradient",
+                "Yes: the loss value is the same, but the gradient reaches the teacher's logits and, through the "
+                "optimizer that holds its parameters, its weights. Lesson 3's pitfalls lab measures both: the "
+                "gradient on the teacher's logits, and the teacher's test errors before and after the run.")),
         "D", review=f"{L3}, \u00a7 6"),
     MultipleChoice(
         "omitted_bias", "A student distilled without any image of a 3 still misses most test 3s. Hinton's fix?",
