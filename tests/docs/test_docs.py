@@ -179,7 +179,7 @@ def json_numbers(value) -> set[str]:
 
 def test_our_run_numbers_are_in_the_json_their_command_wrote():
     rows = our_runs()
-    assert len(rows) == 8
+    assert len(rows) == 9
     for command_cell, values, json_cell in rows:
         command = re.match(r"`([^`]+)`", command_cell).group(1)
         assert parses(command) is None
@@ -207,6 +207,28 @@ def test_our_runs_state_the_facts_that_matter():
     assert f"KD {soft['test_errors']['kd']}" in row and f"born-again {soft['test_errors']['born_again']}" in row
     assert ", ".join(map(str, soft["true_labels_seed_spread"]["test_errors"])) in row
     assert soft["environment"]["threads"] == 1 and "OMP_NUM_THREADS=1" in our_runs()[1][0]
+
+
+def test_the_t_squared_ratio_quoted_is_the_json():
+    """Lesson 3 (section 4 and what we learned, source and release) and the cheat sheet quote t-squared-s0.json."""
+    r = json.loads((DOCS / "results" / "t-squared-s0.json").read_text())
+    assert r["experiment"] == "t-squared" and r["seed"] == 0 and r["fast_mode"] is False and r["images"] == 10_000
+    assert r["ratio_between"] == [1.0, 8.0] and r["temperatures"][0] == 1 and r["temperatures"][-1] == 64
+    fresh, trained = (f"{r['ratio_with_t2'][k]:.2f} times" for k in ("fresh", "trained"))
+    cheat = CHEATSHEET.read_text()
+    why = next(row for row in table_rows(cheat) if row[0] == "why $T^2$")[1]
+    assert fresh in why and trained in why and "kdlab experiment t-squared --seed 0" in why
+    run = next(row for row in our_runs() if row[0].startswith("`kdlab experiment t-squared --seed 0`"))[1]
+    assert fresh.replace(" times", "") in run and trained in run
+    for folder in ("solutions", "notebooks"):
+        lesson = h.REPO / folder / "part1_foundations" / "03_kd_loss.ipynb"
+        section = section_text(lesson, "4. The gradient, and why the loss is multiplied by $T^2$")
+        assert f"**{fresh}**" in section and f"**{trained}**" in section, folder
+        assert "kdlab experiment t-squared --seed 0" in section and "docs/results/t-squared-s0.json" in section
+        assert f"({r['teacher']['logit_gaps']['top2_mean']:.1f} on average" in section
+        learned = section_text(lesson, "What we learned")
+        assert fresh.replace(" times", "") in learned and trained.replace(" times", "") in learned, folder
+        assert "same size whatever" not in section + learned, folder
 
 
 def test_the_loss_in_code_is_kdlabs():

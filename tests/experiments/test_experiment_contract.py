@@ -24,7 +24,8 @@ from kdlab.models import build
 
 RESULTS = ROOT / "docs" / "results"
 ENVIRONMENT = {"kdlab", "python", "torch", "platform", "threads", "cpus"}
-IMAGE_EXPERIMENTS = {"omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "compress", "feature-kd"}
+IMAGE_EXPERIMENTS = {"omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "compress", "feature-kd",
+                     "t-squared"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def options(name: str, shared) -> dict:
         "feature-kd": dict(data=load("fashion-mnist", sample=True).subset(256, 100), teacher=build("cnn-small"),
                            epochs=1),
         "llm-distill": dict(steps=5, n_train=300),
+        "t-squared": dict(teacher=shared, temperatures=(1.0, 8.0, 64.0), images=100),
     }[name]
 
 
