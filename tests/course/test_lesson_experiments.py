@@ -26,6 +26,20 @@ def test_lesson_1_displays_the_temperature_widget(executed):
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in cells for o in c.outputs)
 
 
+@on_the_worker_of("03_kd_loss")
+def test_lesson_3_measures_the_soft_gradient_against_t_with_the_registered_experiment(executed):
+    nb = executed("03_kd_loss")[0]
+    by_id = {c.get("id"): c for c in nb.cells}
+    run = by_id["l03-t2-run"]
+    text = "".join(o.get("text", "") for o in run.outputs)
+    assert "t_squared.experiment(seed=0" in run.source and "kdlab experiment t-squared --seed 0" in source_of("03_kd_loss")
+    for student in ("fresh", "trained"):
+        assert f"{student} student: with T², the soft gradient at T = 8 is" in text
+    assert "T -> inf" in text and any("image/png" in o.get("data", {}) for o in run.outputs)
+    pitfalls = "".join(o.get("text", "") for o in by_id["l03-15"].outputs)
+    assert "bug 7, the hard term alone, fresh" in pitfalls and "bug 7, the hard term alone, trained" in pitfalls
+
+
 def test_lesson_6_names_the_terminal_commands_of_its_experiments():
     markdown = source_of("06_dark_knowledge_experiments", "markdown")
     for command in ("kdlab experiment omitted-digit --digit 3 --seed 0 --json",
