@@ -13,7 +13,7 @@ lists. ``docs/course.md`` describes the course in words;
     course.assignments()                       # ['part1_foundations', ..., 'part4_interview']
     [l.name for l in course.lessons("part1_foundations")]
     course.exercise("softmax_t")               # Exercise(name='softmax_t', lesson='01_softmax_temperature', ...)
-    course.max_score("part4_interview")        # 41: 29 autograded, 12 graded by hand
+    course.max_score("part4_interview")        # 48: 36 autograded, 12 graded by hand
     [b.number for b in course.bugs()]          # [1, ..., 10]
 
 An exercise's ``name`` is its answer cell's nbgrader ``grade_id`` (for a code,
@@ -75,7 +75,7 @@ class Lesson:
     experiments: tuple[str, ...]    # the kdlab experiments it runs (kdlab.experiments.get(name))
     path: str                       # "solutions/ASSIGNMENT/NAME.ipynb", relative to the course root
     released_path: str              # "notebooks/ASSIGNMENT/NAME.ipynb"
-    minutes_max: int | None = None  # the upper end, where docs/instructors.md gives a range ("60–90 min")
+    minutes_max: int | None = None  # the upper end, where docs/instructors.md gives a range ("75–105 min")
 
     @property
     def number(self) -> int:

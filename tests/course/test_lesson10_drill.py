@@ -14,6 +14,7 @@ import pytest
 import nbgrader_harness as h
 from kdlab import course
 from lesson_runs import on_the_worker_of
+from markdown_tools import table_rows
 
 ASSIGNMENT = "part4_interview"
 LESSON = "10_interview_drill"
@@ -42,7 +43,20 @@ TOPICS = {
     "self-distillation": r"self-distillation",
     "cost of caching teacher outputs": r"caching the teacher's outputs cost",
     "KD vs teacher-labelled data": r"teacher-labelled data",
+    # issue 15: what practitioners argue about, past what a laptop can train
+    "why KD works": r"Why does distillation work",
+    "label smoothing": r"label smoothing",
+    "calibration and temperature scaling": r"Calibration.*temperature scaling",
+    "relation-based KD": r"relation-based distillation",
+    "data-free KD": r"without the training data",
+    "online, mutual, multi-teacher": r"Online, mutual and multi-teacher",
+    "DeiT's distillation token": r"DeiT's distillation token",
+    "pruning plus logit distillation": r"pruning and distillation \(Minitron, Llama 3\.2\)",
+    "distilling reasoning traces": r"DeepSeek-R1",
+    "top-k teacher logits": r"top-k",
+    "different tokenizers": r"different tokenizers",
 }
+ARXIV = re.compile(r"\[arXiv:(\d{4}\.\d{4,5})\]\(https://arxiv\.org/abs/(\d{4}\.\d{4,5})\)")
 
 
 def solution():
@@ -69,9 +83,9 @@ def graded_answer_ids(nb) -> list[str]:
 
 # ----------------------------------------------------------------------------- the questions
 
-def test_at_least_25_questions_numbered_in_order():
+def test_at_least_38_questions_numbered_in_order():
     numbers = [int(QUESTION.search(c.source).group(1)) for c in question_cells(solution())]
-    assert len(numbers) >= 25
+    assert len(numbers) >= 38
     assert numbers == list(range(1, len(numbers) + 1))
 
 
@@ -100,6 +114,81 @@ def test_only_the_seed_questions_are_starred():
 def test_the_issue_topics_are_asked(topic):
     titles = [QUESTION.search(c.source).group(3) for c in question_cells(solution())]
     assert any(re.search(TOPICS[topic], t, re.I) for t in titles), topic
+
+
+def test_past_the_lessons_every_answer_names_its_papers():
+    """Questions 31 on go where the course cannot train (ImageNet, billion-parameter models): each names its papers
+    with an arXiv id whose link is the same id, and still points to what the course does measure."""
+    for c in question_cells(solution()):
+        number, title = int(QUESTION.search(c.source).group(1)), QUESTION.search(c.source).group(3)
+        read = re.search(r"\*\*→ Read it:\*\*(.+)", c.source)
+        if number < 31:
+            continue
+        assert read, f"Q{number} {title!r} names no paper"
+        ids = ARXIV.findall(read.group(1))
+        assert ids or "huggingface.co" in read.group(1), f"Q{number}: no arXiv id or model card"
+        assert all(shown == linked for shown, linked in ids), ids
+        assert re.search(r"\(\d{4}\)", read.group(1)), f"Q{number}: papers are cited with their year"
+
+
+def where_and_myths(nb):
+    cells = {c.source.splitlines()[0]: c.source for c in nb.cells if c.cell_type == "markdown"}
+    where = next(v for k, v in cells.items() if k.startswith("### Where it shows up"))
+    myths = next(v for k, v in cells.items() if k.startswith("### Myths"))
+    return where, myths
+
+
+def test_where_distillation_shows_up_names_what_went_into_what_and_the_source():
+    where, _ = where_and_myths(solution())
+    rows = {row[0]: row for row in table_rows(where)[1:]}
+    for model in ("DistilBERT", "TinyBERT", "MiniLM", "DistilGPT2", "DeiT", "Minitron", "Gemma 2", "R1-Distill"):
+        row = next((r for name, r in rows.items() if name.startswith(model)), None)
+        assert row is not None, f"no row for {model}"
+        _, into, learns, result, source = row
+        assert "→" in into and learns and re.search(r"\d", result), row
+        assert ARXIV.search(source) or "huggingface.co" in source, f"{model}: no source"
+    assert len(POINTER.findall(where)) >= 4, "the table says where the course measures each method"
+
+
+def test_the_myths_box_corrects_each_claim_with_a_measurement_or_a_paper():
+    _, myths = where_and_myths(solution())
+    claims = re.split(r"\n>\s*\n", myths.split("\n", 1)[1].strip())
+    assert len(claims) >= 6
+    for claim in claims:
+        assert claim.startswith("> **"), claim[:60]
+        assert POINTER.search(claim) or ARXIV.search(claim) or re.search(r"questions? \d+", claim), claim[:80]
+    text = " ".join(claims)
+    for myth in ("TinyLlama", "cannot beat its teacher", "whatever $T$ is", "pruned model is smaller"):
+        assert myth in text, myth
+    assert "from scratch" in next(c for c in claims if "TinyLlama" in c)
+
+
+def test_the_drill_never_claims_that_t_squared_makes_the_gradient_independent_of_t():
+    """Issue 15: with T^2 the soft gradient is T(q - p), roughly T-independent only at large T. The overclaim may
+    appear only as a myth to correct or as MC3's wrong option, and Q5 says what the factor does not do."""
+    nb = solution()
+    _, myths = where_and_myths(nb)
+    overclaim = re.compile(r"(same size|independent of \$?T\$?)[^.]*(whatever|every|any) \$?T|whatever \$?T\$? is", re.IGNORECASE)
+    mc3 = h.cell(nb, "q_t_squared")
+    prompt = nb.cells[nb.cells.index(mc3) - 1].source
+    wrong = [line for line in prompt.splitlines() if line.startswith("- **") and overclaim.search(line)]
+    key = re.search(r'return "([A-D])"', mc3.source).group(1)
+    assert len(wrong) == 1 and not wrong[0].startswith(f"- **{key}.")
+    for c in nb.cells:
+        if c.cell_type == "markdown" and c.source not in (myths, prompt):
+            assert not overclaim.search(c.source), c.source[:120]
+    q5 = next(c.source for c in question_cells(nb) if "multiplied by $T^2$" in c.source.splitlines()[0])
+    assert "large against the logit gaps" in q5 and "does not make the gradient independent of $T$" in q5
+
+
+def test_the_self_check_on_bug_8_has_one_defensible_answer():
+    """The loop is stated (no detach, the teacher's parameters in the optimizer), so "nothing shows" is wrong."""
+    from kdlab import quiz_bank
+
+    q = next(q for q in quiz_bank.SELF_CHECK if q.key == "teacher_grad_symptom")
+    assert "optimizer holds the teacher's parameters" in q.prompt and "without no_grad or detach" in q.prompt
+    right = q.choices["ABCD".index(q.answer)].text
+    assert "test errors change" in right and "gradient" in right
 
 
 def pointers(nb):
@@ -132,6 +221,19 @@ def test_every_pointer_names_an_existing_notebook_and_heading(folder):
             assert name == "this notebook" and target.name == f"{LESSON}.ipynb", (name, link)
     assert count >= 30
     assert problems == []
+
+
+def test_the_table_and_the_myths_point_at_existing_headings():
+    """The pointers outside the questions (the table of published models, the myths box) resolve too, each on one
+    line, in the released notebooks as in the solutions."""
+    where, myths = where_and_myths(solution())
+    assert not re.search(r'§ "[^"]*\n', where + myths), "a pointer's heading is broken over two lines"
+    found = POINTER.findall(where + myths)
+    assert len(found) >= 8
+    for folder in ("solutions", "notebooks"):
+        here = h.REPO / folder / ASSIGNMENT
+        for name, link, heading in found:
+            assert heading in headings((here / link).resolve()), f"{folder}: {link} has no heading {heading!r}"
 
 
 def test_pointers_reach_every_part_of_the_course():

@@ -49,6 +49,7 @@ WRONG_NUMBERS = {
     "n_soft_same_images": [0.5782, 0.8875, 0.4572],               # the errors left; all 60,000 images; gap to the teacher
     "n_deployed_size_ratio": [17.78, 4.705, 3.551],               # plain state_dicts; parameters; latency
     "n_high_t_cost": [0.1583, 0.0778, 57],                        # divided by T = 20's errors; against T = 8; in errors
+    "n_t2_gradient_ratio": [1.0, 64.0, 0.4074],                   # "T^2 keeps it the same"; T^2; T = 1 over T = 8
 }
 # More wrong answers, checked in-process.
 MORE_WRONG_NUMBERS = {
@@ -64,6 +65,7 @@ MORE_WRONG_NUMBERS = {
     "n_soft_same_images": [1.729, 566, 0.0, 0.4218 * 1.02],
     "n_deployed_size_ratio": [10.35, 0.02064, 48.45 * 1.02, 1.0],
     "n_high_t_cost": [0.01307, 1.1881, -0.1067, 0.1881 * 1.02],
+    "n_t2_gradient_ratio": [8.0, 0.3068, 0.03835, 5.068, 2.4545 * 1.02],   # T; (q - p) alone; no T^2; the large-T limit
 }
 # Right answers written differently: they keep the points.
 RIGHT_NUMBERS = {
@@ -79,6 +81,8 @@ RIGHT_NUMBERS = {
     "n_soft_same_images": ["0.4218", "566 / 1342"],
     "n_deployed_size_ratio": ["48.45", "1689549 / 34870"],
     "n_high_t_cost": ["0.1881", "57 / 303"],
+    "n_t2_gradient_ratio": ["2.4545", "2.45", "8 * (math.exp(0.625) / (math.exp(0.625) + 1) - 0.5) / (math.exp(5) / (math.exp(5) + 1) - 0.5)",
+                            "float(8 * (torch.sigmoid(torch.tensor(0.625)) - 0.5) / (torch.sigmoid(torch.tensor(5.0)) - 0.5))"],
 }
 
 
