@@ -252,6 +252,19 @@ def test_lesson_4_says_why_its_teacher_is_a_cnn_with_the_numbers_of_the_json():
         assert "equivariant" in shifts and "invariant by construction" not in shifts, folder
 
 
+def test_the_drill_quotes_the_t_squared_ratio_of_the_json():
+    """Lesson 10's question 5 (source and release) quotes t-squared-s0.json's ratios and the teacher's logit gap."""
+    r = json.loads((DOCS / "results" / "t-squared-s0.json").read_text())
+    assert r["ratio_between"] == [1.0, 8.0]
+    fresh, trained = (f"**{r['ratio_with_t2'][k]:.2f} times**" for k in ("fresh", "trained"))
+    gap = f"{r['teacher']['logit_gaps']['top2_mean']:.1f} between its top two logits"
+    for folder in ("solutions", "notebooks"):
+        drill = h.REPO / folder / ASSIGNMENT / f"{LESSON}.ipynb"
+        q5 = " ".join(section_text(drill, "Q5. ★ Why is the soft loss multiplied by $T^2$?").split())
+        assert fresh in q5 and trained in q5 and gap in q5, folder
+        assert "kdlab experiment t-squared --seed 0" in q5 and "docs/results/t-squared-s0.json" in q5, folder
+
+
 def test_the_loss_in_code_is_kdlabs():
     from kdlab import losses
 
