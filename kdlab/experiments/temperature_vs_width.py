@@ -23,7 +23,8 @@ from ..models import count_params
 from ..train import train
 
 DEFAULTS = dict(widths=(30, 100, 300, 800), temperatures=(1.0, 2.5, 4.0, 8.0, 20.0), alpha=0.9, epochs=3, lr=0.05)
-FAST = dict(epochs=1)
+# A smoke run: one epoch, a narrow and a wide student, and the temperatures the lesson reads back.
+FAST = dict(epochs=1, widths=(30, 300), temperatures=(2.5, 4.0, 8.0, 20.0))
 HINTON = {"text": "30 units: T of 2.5 to 4 best; 300 or more units: all T above 8 similar",
           "small_width": 30, "small_width_best_temperatures": [2.5, 4.0], "large_widths_from": 300,
           "large_widths_similar_above_temperature": 8.0}

@@ -26,11 +26,17 @@ def run_kdlab(*args, env=None, cwd=None, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def teacher_cache(tmp_path_factory):
+    """The module's user cache: the KDLAB_FAST teacher is trained into it once, and every run here loads it."""
+    return tmp_path_factory.mktemp("teacher-cache")
+
+
+@pytest.fixture(scope="module")
+def shared(teacher_cache):
     """A KDLAB_FAST teacher and its logits, trained once for the module's tests."""
     saved = {k: os.environ.get(k) for k in ("KDLAB_FAST", "XDG_CACHE_HOME")}
     os.environ["KDLAB_FAST"] = "1"
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("teacher-cache"))
+    os.environ["XDG_CACHE_HOME"] = str(teacher_cache)
     try:
         yield cached_teacher(seed=0, progress=False)
     finally:
@@ -51,9 +57,10 @@ def test_the_three_experiments_are_registered():
 
 # ----------------------------------------------------------------------------- the command line
 
-def test_cli_omitted_digit(tmp_path):
+def test_cli_omitted_digit(tmp_path, shared, teacher_cache):
     out = tmp_path / "od.json"
-    r = run_kdlab("omitted-digit", "--digit", "3", "--seed", "0", "--json", str(out), "--no-progress", cwd=tmp_path)
+    r = run_kdlab("omitted-digit", "--digit", "3", "--seed", "0", "--json", str(out), "--no-progress", cwd=tmp_path,
+                  env={"XDG_CACHE_HOME": str(teacher_cache)})
     assert r.returncode == 0, r.stderr
     assert "3s right" in r.stdout and "after the shift" in r.stdout and "Hinton" in r.stdout
     res = json.loads(out.read_text())
@@ -68,9 +75,10 @@ def test_cli_omitted_digit(tmp_path):
     assert res["transfer_set_size"] < res["train_size"]
 
 
-def test_cli_few_labels(tmp_path):
+def test_cli_few_labels(tmp_path, shared, teacher_cache):
     out = tmp_path / "fl.json"
-    r = run_kdlab("few-labels", "--fraction", "0.01", "--seed", "0", "--json", str(out), "--no-progress", cwd=tmp_path)
+    r = run_kdlab("few-labels", "--fraction", "0.01", "--seed", "0", "--json", str(out), "--no-progress", cwd=tmp_path,
+                  env={"XDG_CACHE_HOME": str(teacher_cache)})
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert isinstance(res["hard_labels_test_errors"], int) and isinstance(res["soft_targets_test_errors"], int)
@@ -78,10 +86,10 @@ def test_cli_few_labels(tmp_path):
     assert "hard labels only" in r.stdout and "soft targets" in r.stdout
 
 
-def test_cli_temperature_vs_width(tmp_path):
+def test_cli_temperature_vs_width(tmp_path, shared, teacher_cache):
     out = tmp_path / "tw.json"
     r = run_kdlab("temperature-vs-width", "--widths", "30,100", "--temperatures", "1,4", "--epochs", "1",
-                  "--json", str(out), "--no-progress", cwd=tmp_path)
+                  "--json", str(out), "--no-progress", cwd=tmp_path, env={"XDG_CACHE_HOME": str(teacher_cache)})
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["widths"] == [30, 100] and res["temperatures"] == [1.0, 4.0]
@@ -169,7 +177,8 @@ def test_omitted_digit_never_shows_the_digit_to_the_student(shared, monkeypatch)
 
 def test_few_labels_students_get_what_they_should(shared, monkeypatch):
     calls = spy_on_train(few_labels, monkeypatch)
-    res, trained = few_labels.experiment(seed=0, fraction=0.01, teacher=shared, progress=False)
+    res, trained = few_labels.experiment(seed=0, fraction=0.01, teacher=shared, progress=False, epochs_all=1,
+                                         steps_small=20)   # what each student sees is checked, not how well it learns
     n, k = len(shared.data.y_train), res["labels_used"]
     assert [(len(y), labeled, soft is not None) for y, labeled, soft in calls] == [(k, None, False), (n, k, True),
                                                                                    (k, None, True)]
