@@ -36,7 +36,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 __all__ = ["model_size_bytes", "sparsity", "quantize_int8", "magnitude_prune", "finalize_pruning",
-           "compact_state", "compact_size_bytes", "restore_compact", "latency_ms", "headline"]
+           "compact_state", "compact_size_bytes", "restore_compact", "latency_ms", "speed_text", "gap_closed",
+           "headline"]
 
 
 # -- size ----------------------------------------------------------------------------------
@@ -112,7 +113,10 @@ def magnitude_prune(model: nn.Module, amount: float, *, scope: str = "global") -
     fractions); ``"layer"`` prunes each layer by ``amount``. The masks stay
     attached (``torch.nn.utils.prune``'s ``weight_orig`` and ``weight_mask``),
     so fine-tuning keeps the pruned weights at zero; call
-    :func:`finalize_pruning` afterwards. Biases are not pruned.
+    :func:`finalize_pruning` afterwards. Biases are not pruned. The model it
+    returns can be deep-copied, masks and all, to fine-tune copies of one
+    pruned model (a forward pass in training leaves ``weight`` attached to
+    its graph again, which ``copy.deepcopy`` refuses).
     """
     if not 0.0 <= amount < 1.0:
         raise ValueError(f"amount must lie in [0, 1), got {amount}")
@@ -126,6 +130,11 @@ def magnitude_prune(model: nn.Module, amount: float, *, scope: str = "global") -
             prune.l1_unstructured(module, name, amount=amount)
     else:
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    # prune leaves weight = weight_orig * weight_mask as a non-leaf tensor, which copy.deepcopy refuses; the
+    # forward pre-hook recomputes it (with its graph) at every call, so the stored one can be detached.
+    with torch.no_grad():
+        for module, name in targets:
+            setattr(module, name, getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask"))
     return model
 
 
@@ -303,13 +312,32 @@ def latency_ms(model: nn.Module, example: torch.Tensor, *, repeats: int = 300, w
 
 # -- the headline --------------------------------------------------------------------------
 
-def headline(rows: list[dict], *, size_key: str = "size_bytes") -> dict:
+def speed_text(ratio: float) -> str:
+    """A latency ratio (old / new) in words: ``"3.6 times faster"``, or ``"2.1 times slower"`` below 1."""
+    if ratio <= 0:
+        raise ValueError(f"a latency ratio is positive, got {ratio}")
+    return f"{ratio:.1f} times faster" if ratio >= 1 else f"{1 / ratio:.1f} times slower"
+
+
+def gap_closed(errors: int, *, alone: int, teacher: int) -> float | None:
+    """The share of the gap between a student trained alone and the teacher that a model closes.
+
+    ``(alone - errors) / (alone - teacher)`` in test errors: 1 is the teacher's
+    count, 0 the student alone's, below 0 worse than it. None when there is no
+    gap (the teacher makes as many errors as the student alone, or more).
+    """
+    return (alone - errors) / (alone - teacher) if alone > teacher else None
+
+
+def headline(rows: list[dict], *, size_key: str = "size_bytes", alone_errors: int | None = None) -> dict:
     """DistilBERT-style summary of the last row against the first (the teacher).
 
     ``accuracy_kept`` = student accuracy / teacher accuracy, ``size_fraction``
     = student size / teacher size, ``speedup`` = teacher latency / student
-    latency, and ``text``: "keeps X% of the teacher's accuracy at Y% of its
-    size, Z times faster".
+    latency, the two rows' ``test_errors``, and ``text``: "keeps X% of the
+    teacher's accuracy (E test errors against its F) at Y% of its size, Z
+    times faster". With ``alone_errors`` (the same student trained alone, on
+    the labels), ``gap_closed`` (:func:`gap_closed`) joins them and the text.
     """
     if len(rows) < 2:
         raise ValueError("need the teacher's row and at least one more")
@@ -317,6 +345,15 @@ def headline(rows: list[dict], *, size_key: str = "size_bytes") -> dict:
     kept = final["test_accuracy"] / teacher["test_accuracy"]
     size = final[size_key] / teacher[size_key]
     speedup = teacher["latency_ms"] / final["latency_ms"]
-    text = (f"{final['name']} keeps {100 * kept:.1f}% of the teacher's accuracy at {100 * size:.1f}% "
-            f"of its size, {speedup:.1f} times faster")
-    return {"accuracy_kept": kept, "size_fraction": size, "speedup": speedup, "text": text}
+    errors, t_errors = final["test_errors"], teacher["test_errors"]
+    text = (f"{final['name']} keeps {100 * kept:.1f}% of the teacher's accuracy ({errors} test errors against its "
+            f"{t_errors}) at {100 * size:.1f}% of its size, {speed_text(speedup)}")
+    out = {"accuracy_kept": kept, "size_fraction": size, "speedup": speedup, "test_errors": errors,
+           "teacher_test_errors": t_errors}
+    if alone_errors is not None:
+        closed = gap_closed(errors, alone=alone_errors, teacher=t_errors)
+        out.update(alone_test_errors=alone_errors, gap_closed=closed)
+        text += (f"; it closes {100 * closed:.0f}% of the gap between the student trained alone ({alone_errors} "
+                 f"test errors) and the teacher" if closed is not None else
+                 f"; the student trained alone makes {alone_errors} test errors: no gap to the teacher to close")
+    return {**out, "text": text}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -200,6 +201,12 @@ def test_global_magnitude_pruning_hits_the_amount_and_fine_tuning_keeps_the_zero
     m = small_mlp()
     compress.magnitude_prune(m, 0.8)
     assert compress.sparsity(m) == pytest.approx(0.8, abs=1e-4)
+    clone = copy.deepcopy(m)    # a freshly pruned model copies, masks and all; the copy keeps its zeros and
+    opt = torch.optim.SGD(clone.parameters(), lr=0.1)   # trains apart from the original
+    F.cross_entropy(clone(torch.rand(16, 1, 28, 28)), torch.randint(0, 10, (16,))).backward()
+    opt.step()
+    assert torch.equal(clone[1].weight_mask, m[1].weight_mask) and compress.sparsity(clone) == compress.sparsity(m)
+    assert not torch.equal(clone[1].weight_orig, m[1].weight_orig)
     # the smallest weights went: every survivor is at least as large as every pruned weight
     everything = torch.cat([l.weight_orig.detach().abs().flatten() for l in (m[1], m[3])])
     kept = torch.cat([l.weight.detach().abs().flatten() for l in (m[1], m[3])]) > 0
@@ -296,15 +303,37 @@ def test_latency_is_positive_and_restores_the_thread_count():
 
 
 def test_headline_compares_the_last_row_with_the_first():
-    rows = [{"name": "teacher", "test_accuracy": 0.99, "size_bytes": 1000, "latency_ms": 1.0},
-            {"name": "middle", "test_accuracy": 0.5, "size_bytes": 1, "latency_ms": 0.001},
-            {"name": "final", "test_accuracy": 0.97, "size_bytes": 600, "latency_ms": 0.625}]
+    rows = [{"name": "teacher", "test_accuracy": 0.99, "test_errors": 100, "size_bytes": 1000, "latency_ms": 1.0},
+            {"name": "middle", "test_accuracy": 0.5, "test_errors": 5000, "size_bytes": 1, "latency_ms": 0.001},
+            {"name": "final", "test_accuracy": 0.97, "test_errors": 300, "size_bytes": 600, "latency_ms": 0.625}]
     h = compress.headline(rows)
     assert h["accuracy_kept"] == pytest.approx(0.97 / 0.99)
     assert h["size_fraction"] == pytest.approx(0.6) and h["speedup"] == pytest.approx(1.6)
-    assert h["text"] == "final keeps 98.0% of the teacher's accuracy at 60.0% of its size, 1.6 times faster"
+    assert (h["test_errors"], h["teacher_test_errors"]) == (300, 100) and "gap_closed" not in h
+    assert h["text"] == ("final keeps 98.0% of the teacher's accuracy (300 test errors against its 100) at 60.0% "
+                         "of its size, 1.6 times faster")
+    h = compress.headline(rows, alone_errors=500)
+    assert h["gap_closed"] == pytest.approx(0.5) and h["alone_test_errors"] == 500
+    assert h["text"].endswith("; it closes 50% of the gap between the student trained alone (500 test errors) "
+                              "and the teacher")
+    assert compress.headline(rows, alone_errors=90)["gap_closed"] is None   # the teacher is no better
+    slow = [rows[0], {**rows[2], "latency_ms": 2.5}]
+    assert compress.headline(slow)["text"].endswith("2.5 times slower")
     with pytest.raises(ValueError):
         compress.headline(rows[:1])
+
+
+def test_gap_closed_and_speed_text():
+    assert compress.gap_closed(150, alone=200, teacher=100) == pytest.approx(0.5)
+    assert compress.gap_closed(100, alone=200, teacher=100) == 1.0 and compress.gap_closed(200, alone=200,
+                                                                                            teacher=100) == 0.0
+    assert compress.gap_closed(250, alone=200, teacher=100) == pytest.approx(-0.5)   # worse than alone
+    assert compress.gap_closed(150, alone=100, teacher=100) is None
+    assert compress.speed_text(3.6) == "3.6 times faster"
+    assert compress.speed_text(1.0) == "1.0 times faster"
+    assert compress.speed_text(0.5) == "2.0 times slower"
+    with pytest.raises(ValueError):
+        compress.speed_text(0.0)
 
 
 # ----------------------------------------------------------------------------- kdlab experiment compress
@@ -334,6 +363,56 @@ def test_compress_experiment_from_the_terminal(tmp_path):
     assert h["accuracy_kept"] == pytest.approx(rows[-1]["test_accuracy"] / rows[0]["test_accuracy"])
     assert result["fast_mode"] is True and result["seed"] == 0 and result["dataset"] == "mnist"
     assert result["teacher"]["test_errors"] == rows[0]["test_errors"] and result["seconds"]["total"] > 0
+
+
+@pytest.fixture(scope="module")
+def small_teacher(tmp_path_factory):
+    """A one-epoch MNIST teacher on 800 sample images and its logits, cached under the module's own cache."""
+    from kdlab.data import load
+    from kdlab.experiments.mnist import cached_teacher
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("teacher-cache")))
+        return cached_teacher(seed=0, fast=True, data=load("mnist", sample=True).subset(800, 300), device="cpu",
+                              progress=False)
+
+
+def test_compress_fine_tunes_the_pruned_student_three_ways_from_the_same_weights(small_teacher):
+    """Cross-entropy against KD (CNN teacher, unpruned student): same pruned weights, steps and batches; masks kept."""
+    from kdlab.experiments import compress as pipeline
+    from kdlab.train import train
+
+    result, models = pipeline.experiment(seed=0, fast=True, device="cpu", progress=False, teacher=small_teacher,
+                                         epochs=1, finetune_epochs=1, finetune_seeds=2)
+    ft, rows = result["finetune"], result["rows"]
+    assert ft["seeds"] == [1, 2] and set(ft["losses"]) == set(pipeline.FINETUNE)
+    assert ft["steps"] == math.ceil(800 / 128) and ft["amount"] == 0.8 and ft["mask_kept"] is True
+    for key, r in ft["losses"].items():
+        assert len(r["test_errors"]) == 2 and r["mean_test_errors"] == sum(r["test_errors"]) / 2
+        assert all(s == pytest.approx(0.8, abs=1e-3) for s in r["sparsity"])
+        for model in models["finetuned"][key]:    # the masks stayed attached: every pruned weight is zero
+            for layer in (m for m in model.modules() if hasattr(m, "weight_mask")):
+                assert not layer.weight[layer.weight_mask == 0].any()
+    # the table's pruned row is the KD fine-tuning at the first seed
+    assert rows[3]["test_errors"] == ft["losses"]["kd_teacher"]["test_errors"][0]
+    assert len(ft["verdicts"]) == 2 and all("against cross-entropy" in v for v in ft["verdicts"])
+    # the same seed, the same batches: a rerun of the cross-entropy fine-tuning gives the same weights
+    again = compress.magnitude_prune(copy.deepcopy(models["student"]), 0.8)
+    train(again, small_teacher.data, epochs=1, lr=pipeline.DEFAULTS["finetune_lr"], seed=1, device="cpu",
+          evaluate_every_epoch=False, progress=False)
+    first = models["finetuned"]["cross_entropy"][0]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), first.state_dict().values()))
+    # the student trained alone, the gap and the int8 ratio
+    alone = result["student_alone"]["test_errors"]
+    assert alone == pipeline.accuracy(models["alone"], small_teacher.data.x_test, small_teacher.data.y_test)[
+        "test_errors"]
+    assert result["headline"]["alone_test_errors"] == alone
+    assert [r["gap_closed"] for r in rows] == [compress.gap_closed(r["test_errors"], alone=alone,
+                                                                   teacher=rows[0]["test_errors"]) for r in rows]
+    assert result["int8"]["latency_ratio"] == pytest.approx(rows[2]["latency_ms"] / rows[1]["latency_ms"])
+    assert "int8 alone makes the float32 student" in result["int8"]["text"]
+    text = pipeline.summarize(result)
+    assert "cross-entropy on the labels" in text and "pruned weights still zero after every fine-tuning: True" in text
 
 
 @pytest.mark.skipif(not os.environ.get("KDLAB_FULL"), reason="full-data run (about 3 minutes): set KDLAB_FULL=1")
