@@ -3,7 +3,8 @@
 One loop for every case: a model alone (cross-entropy), distilled from a
 teacher or from cached teacher logits, with labels on only some images
 (``labeled``), with extra loss terms on hidden layers (hints, attention,
-relations: ``extra_loss``), with callbacks for curves (``on_epoch_end``).
+relations: ``extra_loss``), with smoothed labels (``label_smoothing``), with
+callbacks for curves (``on_epoch_end``).
 
 Why it is fast on a CPU: the whole data set is one tensor on the device and
 batches are index slices of it (no DataLoader, no per-sample Python); the
@@ -116,7 +117,8 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
           teacher_logits: torch.Tensor | None = None, labeled: torch.Tensor | None = None,
-          extra_loss=None, T: float = 4.0, alpha: float = 0.9, epochs: int = 10, batch_size: int = 128,
+          extra_loss=None, label_smoothing: float = 0.0, T: float = 4.0, alpha: float = 0.9, epochs: int = 10,
+          batch_size: int = 128,
           lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
           warmup_epochs: float = 0.5, warmup_steps: int | None = None, clip: float | None = None,
           jitter: int = 0, teacher_views: int = 0, seed: int = 0, device=None,
@@ -141,7 +143,12 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
       loss in order. A term's ``layers`` attribute names the student's layers
       whose outputs it reads (``batch.features``, from the same forward pass);
       a term that is an ``nn.Module`` trains alongside the model (the FitNets
-      regressor): its parameters join the optimizer.
+      regressor): its parameters join the optimizer;
+    * ``label_smoothing`` = eps in [0, 1): the cross-entropy's target puts
+      1 - eps on the label and spreads eps evenly over all classes (Szegedy et
+      al. 2016; ``F.cross_entropy(..., label_smoothing=eps)``). It smooths
+      labels when there are no soft targets: with a teacher, the soft term
+      already is the smoothed target, so the two are not combined.
 
     ``jitter`` > 0 translates each training batch by up to that many pixels.
     With a teacher and jitter, ``teacher_views`` = K > 0 fixes K jittered copies
@@ -169,6 +176,13 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
                              "(and teacher_views to cache its logits on jittered copies)")
     if labeled is not None and (labeled.dtype != torch.bool or labeled.shape != (n,)):
         raise ValueError(f"labeled must be a boolean mask over the {n} training images")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    if label_smoothing and (teacher is not None or teacher_logits is not None):
+        raise ValueError("label_smoothing smooths the labels of a model trained without a teacher; with soft "
+                         "targets, distill instead (the teacher's soft targets are the smoothed labels)")
+    smoothing = float(label_smoothing)
     terms = [] if extra_loss is None else list(extra_loss) if isinstance(extra_loss, (list, tuple)) else [extra_loss]
     soft = teacher is not None or teacher_logits is not None
     if soft:
@@ -251,9 +265,10 @@ def train(model: nn.Module, data: Dataset, *, teacher: nn.Module | None = None,
                     if soft:
                         loss = distillation_loss(logits, t_logits, yb, T, alpha, labeled=mb, validate=False)
                     elif mb is None:
-                        loss = F.cross_entropy(logits, yb)
+                        loss = F.cross_entropy(logits, yb, label_smoothing=smoothing)
                     else:
-                        loss = F.cross_entropy(logits[mb], yb[mb]) if bool(mb.any()) else None
+                        loss = F.cross_entropy(logits[mb], yb[mb], label_smoothing=smoothing) \
+                            if bool(mb.any()) else None
                     if terms:
                         batch = Batch(xb, yb, idx, logits, feats)
                         for term in terms:

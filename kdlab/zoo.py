@@ -27,7 +27,12 @@ RECIPES = {
     # Lessons 4-6, 8 and 10: the CNN teacher (about 99% test accuracy after 3 epochs).
     "cnn-teacher": dict(arch="cnn-small", epochs=3, lr=0.05, batch_size=128, jitter=0),
     # Lesson 7 (Fashion-MNIST): the same CNN trained longer, so the thin students have room to gain.
+    # Lesson 6's capacity-gap experiment trains it on MNIST too: the strongest of its teachers.
     "cnn-teacher-long": dict(arch="cnn-small", epochs=8, lr=0.05, batch_size=128, jitter=0),
+    # Lesson 6 (capacity gap): a weak teacher, small and trained briefly.
+    "mlp-teacher-small": dict(arch="mlp-300x2", epochs=1, lr=0.05, batch_size=128, jitter=0),
+    # Lesson 6 (label smoothing): cnn-teacher's recipe with labels smoothed by eps = 0.1 (Mueller et al. 2019).
+    "cnn-teacher-ls": dict(arch="cnn-small", epochs=3, lr=0.05, batch_size=128, jitter=0, label_smoothing=0.1),
 }
 
 
@@ -43,6 +48,19 @@ def _atomic_save(obj, path: Path) -> None:
         raise
 
 
+def settings_of(recipe: str, *, epochs: int | None = None, fast: bool | None = None) -> dict:
+    """The training settings ``pretrained`` uses for ``recipe``: ``epochs`` if given, else 1 in fast mode."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    fast = settings.fast_mode() if fast is None else fast
+    cfg = {"label_smoothing": 0.0, **RECIPES[recipe]}
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    elif fast:
+        cfg["epochs"] = 1
+    return cfg
+
+
 def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, dataset: str = "mnist",
                seed: int = 0, epochs: int | None = None, fast: bool | None = None, device=None,
                progress: bool = True, retrain: bool = False) -> nn.Module:
@@ -53,16 +71,12 @@ def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, data
     model comes back in eval mode with ``model.metrics`` holding its test
     errors and accuracy.
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     fast = settings.fast_mode() if fast is None else fast
-    cfg = dict(RECIPES[recipe])
-    if epochs is not None:
-        cfg["epochs"] = epochs
-    elif fast:
-        cfg["epochs"] = 1
+    cfg = settings_of(recipe, epochs=epochs, fast=fast)
     data = data if data is not None else load(dataset, fast=fast)
-    key = (f"{data.name}-{recipe}-{cfg['arch']}-e{cfg['epochs']}-lr{cfg['lr']}-s{seed}"
+    # Label smoothing joins the key only when used: the keys of the other recipes stay as they were.
+    smoothing = f"-ls{cfg['label_smoothing']:g}" if cfg["label_smoothing"] else ""
+    key = (f"{data.name}-{recipe}-{cfg['arch']}-e{cfg['epochs']}-lr{cfg['lr']}{smoothing}-s{seed}"
            f"-n{len(data.y_train)}")
     path = cache_dir() / "models" / f"{key}.pt"
     torch.manual_seed(seed)
@@ -75,9 +89,9 @@ def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, data
             return model.to(settings.default_device(device)).eval()
         except Exception:  # noqa: BLE001 - a corrupt cache entry is retrained, never fatal
             path.unlink(missing_ok=True)
-    train(model, data, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
-          jitter=cfg["jitter"], seed=seed, device=device, progress=progress, desc=f"training {recipe}",
-          evaluate_every_epoch=False)
+    train(model, data, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], jitter=cfg["jitter"],
+          label_smoothing=cfg["label_smoothing"], seed=seed, device=device, progress=progress,
+          desc=f"training {recipe}", evaluate_every_epoch=False)
     model.metrics = evaluate(model, data.x_test, data.y_test)
     _atomic_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                   "metrics": model.metrics}, path)

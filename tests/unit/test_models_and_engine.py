@@ -237,3 +237,43 @@ def test_the_engine_rejects_inconsistent_inputs(small):
                             (dict(teacher_logits=logits, T=0), "temperature")]:
         with pytest.raises(ValueError, match=message):
             run(small, **kwargs)
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy_and_only_without_a_teacher(small):
+    torch.manual_seed(0)
+    model = models.build("mlp-30x2")
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(small.x_train), small.y_train, label_smoothing=0.1)
+        plain = torch.nn.functional.cross_entropy(model(small.x_train), small.y_train)
+    # lr = 0: the weights never move, so the epoch's mean loss is the loss of the whole set
+    history = train.train(model, small, label_smoothing=0.1, epochs=1, lr=0.0, batch_size=64, progress=False)
+    assert history.train_loss[0] == pytest.approx(float(expected), rel=1e-5)
+    assert float(expected) > float(plain)   # the smoothed target charges for confidence
+    assert same(run(small, label_smoothing=0.0)[0], run(small)[0])
+    assert not same(run(small, label_smoothing=0.1)[0], run(small)[0])
+    mask = torch.arange(len(small.y_train)) % 3 == 0
+    assert not same(run(small, labeled=mask, label_smoothing=0.1)[0], run(small, labeled=mask)[0])
+    for bad in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            run(small, label_smoothing=bad)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        run(small, teacher_logits=torch.zeros(len(small.y_train), 10), label_smoothing=0.1)
+
+
+def test_a_zoo_recipe_with_label_smoothing_trains_with_it_under_its_own_key(sample, isolated_cache, monkeypatch):
+    assert zoo.settings_of("cnn-teacher-ls")["label_smoothing"] == 0.1
+    assert zoo.settings_of("cnn-teacher")["label_smoothing"] == 0.0
+    assert zoo.settings_of("cnn-teacher", fast=True)["epochs"] == 1 == zoo.settings_of("cnn-teacher", epochs=1)["epochs"]
+    data_ = sample.subset(512, 200)
+    base = dict(arch="mlp-30x2", epochs=1, lr=0.05, batch_size=128, jitter=0)
+    monkeypatch.setitem(zoo.RECIPES, "tiny", base)
+    monkeypatch.setitem(zoo.RECIPES, "tiny-ls", {**base, "label_smoothing": 0.2})
+    plain, smoothed = (zoo.pretrained(r, data_, progress=False) for r in ("tiny", "tiny-ls"))
+    names = sorted(f.name for f in (isolated_cache / "kdlab" / "models").glob("*.pt"))
+    assert names == ["mnist-tiny-ls-mlp-30x2-e1-lr0.05-ls0.2-s0-n512.pt", "mnist-tiny-mlp-30x2-e1-lr0.05-s0-n512.pt"]
+    torch.manual_seed(0)
+    by_hand = models.build("mlp-30x2")
+    train.train(by_hand, data_, epochs=1, lr=0.05, batch_size=128, label_smoothing=0.2, progress=False,
+                evaluate_every_epoch=False)
+    assert same(list(smoothed.parameters()), list(by_hand.parameters()))
+    assert not same(list(plain.parameters()), list(by_hand.parameters()))
