@@ -40,6 +40,22 @@ def test_lesson_3_measures_the_soft_gradient_against_t_with_the_registered_exper
     assert "bug 7, the hard term alone, fresh" in pitfalls and "bug 7, the hard term alone, trained" in pitfalls
 
 
+@on_the_worker_of("05_distill")
+def test_lesson_5_shows_what_each_model_costs_beside_its_errors(executed):
+    """Section 3's table has the cost columns; the paper's pairing and the alpha sweep are measured and plotted."""
+    nb = executed("05_distill")[0]
+    text = {c.id: "".join(o.get("text", "") for o in c.outputs) for c in nb.cells if h.is_experiment(c)}
+    for column in ("params", "MACs/image", "CPU ms", "test errors"):
+        assert column in text["c007"], column
+    assert "4,241,152" in text["c007"] and "1,275,200" in text["c007"] and "3.03x the parameters" in text["c007"]
+    assert "mlp-1200x2" in text["c008m"] and "2,392,800" in text["c008m"] and "0.53x" in text["c008m"]
+    assert "kdlab distill --preset quick --teacher mlp-teacher --seed 0" in source_of("05_distill", "markdown")
+    for cell_id in ("c008m", "c014", "c015a"):
+        cell = next(c for c in nb.cells if c.id == cell_id)
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell_id
+    assert "best alpha here" in text["c015a"]
+
+
 def test_lesson_6_names_the_terminal_commands_of_its_experiments():
     markdown = source_of("06_dark_knowledge_experiments", "markdown")
     for command in ("kdlab experiment omitted-digit --digit 3 --seed 0 --json",
