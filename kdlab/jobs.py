@@ -7,7 +7,7 @@ lessons call it directly.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ class Stage:
     lr: float
     batch_size: int = 128
     jitter: int = 0
+    label_smoothing: float = 0.0   # a teacher's smoothed labels (kdlab.zoo's cnn-teacher-ls)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def teacher_stage(recipe: str) -> Stage:
     if recipe not in zoo.RECIPES:
         raise ValueError(f"unknown teacher recipe {recipe!r}; choose one of {', '.join(zoo.RECIPES)}")
     r = zoo.RECIPES[recipe]
-    return Stage(r["arch"], epochs=r["epochs"], lr=r["lr"], batch_size=r["batch_size"], jitter=r["jitter"])
+    unknown = set(r) - {f.name for f in fields(Stage)}
+    if unknown:   # a setting the job would silently drop: refuse rather than train another teacher
+        raise ValueError(f"teacher recipe {recipe!r} has settings kdlab distill does not apply: {sorted(unknown)}")
+    return Stage(**r)
 
 
 def run_seconds(results: dict) -> float:
@@ -94,13 +98,16 @@ def _train_role(role: str, stage: Stage, data, *, seed: int, device, progress: b
     torch.manual_seed(seed)  # the scratch and distilled students start from the same weights
     model = build(stage.arch)
     history = train(model, data, teacher=teacher, T=T, alpha=alpha, epochs=stage.epochs, lr=stage.lr,
-                    batch_size=stage.batch_size, jitter=stage.jitter, teacher_views=teacher_views, seed=seed,
-                    device=device, progress=progress, desc=role.replace("_", " "))
+                    batch_size=stage.batch_size, jitter=stage.jitter, label_smoothing=stage.label_smoothing,
+                    teacher_views=teacher_views, seed=seed, device=device, progress=progress,
+                    desc=role.replace("_", " "))
     metrics = evaluate(model, data.x_test, data.y_test)
     # What it costs to run, beside what it weighs: MACs per image and batch-1 CPU latency (kdlab.costs).
     entry = {"arch": stage.arch, **model_costs(model), **metrics,
              "train_seconds": round(history.train_seconds, 2), "epochs": stage.epochs,
              "jitter": stage.jitter, "history": history.as_dict()}
+    if stage.label_smoothing:
+        entry["label_smoothing"] = stage.label_smoothing
     if teacher is not None:
         entry["teacher_logits_seconds"] = round(history.teacher_seconds, 2)
         entry["teacher_logits_cached"] = stage.jitter == 0 or teacher_views > 0

@@ -65,6 +65,30 @@ def test_distill_with_a_zoo_teacher_recipe_fast(tmp_path):
     assert r.returncode == 2 and "--teacher" in r.stderr and "mlp-teacher" in r.stderr
 
 
+def test_every_zoo_recipe_is_a_teacher_stage_with_all_its_settings(monkeypatch):
+    """--teacher RECIPE trains exactly the recipe: every setting is applied, or the recipe is refused."""
+    for name, recipe in zoo.RECIPES.items():
+        stage = jobs.teacher_stage(name)
+        assert {key: getattr(stage, key) for key in recipe} == recipe, name
+    monkeypatch.setitem(zoo.RECIPES, "odd", {**zoo.RECIPES["cnn-teacher"], "mixup": 0.2})
+    with pytest.raises(ValueError, match="mixup"):
+        jobs.teacher_stage("odd")
+    with pytest.raises(ValueError, match="unknown teacher recipe"):
+        jobs.teacher_stage("no-such-recipe")
+
+    class Seen(Exception):
+        pass
+
+    def record(model, data, **settings):
+        raise Seen(settings)
+
+    monkeypatch.setattr(jobs, "train", record)
+    smoothed = jobs.Stage("mlp-30x2", epochs=1, lr=0.05, label_smoothing=0.1)
+    with pytest.raises(Seen) as seen:
+        jobs._train_role("teacher", smoothed, None, seed=0, device="cpu", progress=False)
+    assert seen.value.args[0]["label_smoothing"] == 0.1 and seen.value.args[0]["teacher"] is None
+
+
 def test_the_table_reads_json_written_before_the_costs_and_the_common_header():
     """docs/results keeps runs from before macs, latency_ms and seconds.total: they still print."""
     old = json.loads((Path(__file__).parents[2] / "docs" / "results" / "distill-quick-mnist-s0.json").read_text())
@@ -196,7 +220,8 @@ def test_the_module_docstring_describes_every_subcommand():
 
 def test_experiment_options_convert_on_the_command_line_and_state_the_experiments_defaults(tmp_path):
     r = run_kdlab("experiment", "temperature-vs-width", "--help")
-    assert "(default 30,100,300,800)" in " ".join(r.stdout.split()) and "1 under KDLAB_FAST" in r.stdout
+    help_text = " ".join(r.stdout.split())
+    assert "(default 30,100,300,800, 30,300 under KDLAB_FAST)" in help_text and "1 under KDLAB_FAST" in help_text
     r = run_kdlab("experiment", "few-labels", "--device", "nonsense", "--json", "x.json", cwd=tmp_path)
     assert r.returncode == 2 and "--device nonsense" in r.stderr and "Traceback" not in r.stderr
 
