@@ -61,6 +61,17 @@ def settings_of(recipe: str, *, epochs: int | None = None, fast: bool | None = N
     return cfg
 
 
+def cache_file(recipe: str, data: Dataset, *, seed: int = 0, epochs: int | None = None,
+               fast: bool | None = None) -> Path:
+    """Where ``pretrained`` keeps the model of ``recipe`` trained on ``data`` (there or not yet)."""
+    cfg = settings_of(recipe, epochs=epochs, fast=fast)
+    # Label smoothing joins the key only when used: the keys of the other recipes stay as they were.
+    smoothing = f"-ls{cfg['label_smoothing']:g}" if cfg["label_smoothing"] else ""
+    key = (f"{data.name}-{recipe}-{cfg['arch']}-e{cfg['epochs']}-lr{cfg['lr']}{smoothing}-s{seed}"
+           f"-n{len(data.y_train)}")
+    return cache_dir() / "models" / f"{key}.pt"
+
+
 def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, dataset: str = "mnist",
                seed: int = 0, epochs: int | None = None, fast: bool | None = None, device=None,
                progress: bool = True, retrain: bool = False) -> nn.Module:
@@ -74,11 +85,7 @@ def pretrained(recipe: str = "mlp-teacher", data: Dataset | None = None, *, data
     fast = settings.fast_mode() if fast is None else fast
     cfg = settings_of(recipe, epochs=epochs, fast=fast)
     data = data if data is not None else load(dataset, fast=fast)
-    # Label smoothing joins the key only when used: the keys of the other recipes stay as they were.
-    smoothing = f"-ls{cfg['label_smoothing']:g}" if cfg["label_smoothing"] else ""
-    key = (f"{data.name}-{recipe}-{cfg['arch']}-e{cfg['epochs']}-lr{cfg['lr']}{smoothing}-s{seed}"
-           f"-n{len(data.y_train)}")
-    path = cache_dir() / "models" / f"{key}.pt"
+    path = cache_file(recipe, data, seed=seed, epochs=epochs, fast=fast)
     torch.manual_seed(seed)
     model = build(cfg["arch"])
     if path.is_file() and not retrain:

@@ -268,7 +268,9 @@ def test_a_zoo_recipe_with_label_smoothing_trains_with_it_under_its_own_key(samp
     base = dict(arch="mlp-30x2", epochs=1, lr=0.05, batch_size=128, jitter=0)
     monkeypatch.setitem(zoo.RECIPES, "tiny", base)
     monkeypatch.setitem(zoo.RECIPES, "tiny-ls", {**base, "label_smoothing": 0.2})
+    assert not zoo.cache_file("tiny-ls", data_).is_file()
     plain, smoothed = (zoo.pretrained(r, data_, progress=False) for r in ("tiny", "tiny-ls"))
+    assert zoo.cache_file("tiny-ls", data_).is_file() and not zoo.cache_file("tiny-ls", data_, seed=1).is_file()
     names = sorted(f.name for f in (isolated_cache / "kdlab" / "models").glob("*.pt"))
     assert names == ["mnist-tiny-ls-mlp-30x2-e1-lr0.05-ls0.2-s0-n512.pt", "mnist-tiny-mlp-30x2-e1-lr0.05-s0-n512.pt"]
     torch.manual_seed(0)
