@@ -34,11 +34,20 @@ def small_data_root(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def part1_class(tmp_path_factory):
-    """Part 1's class of hand-ins after one plain `nbgrader autograde` (tests/part1_class.py): two suites read it."""
-    import part1_class
+def graded_class(tmp_path_factory):
+    """``graded_class(assignment)``: its class of hand-ins after one plain `nbgrader autograde`, run on first use
+    (tests/autograded_class.py). Tests that call it carry ``autograded_class.on_its_worker(assignment)``, so that
+    under xdist each class is built once, on the worker that runs all of them; part 1's serves two suites."""
+    import autograded_class
 
-    return part1_class.autograde(tmp_path_factory.mktemp("part1_class"))
+    classes: dict = {}
+
+    def get(assignment: str):
+        if assignment not in classes:
+            classes[assignment] = autograded_class.autograde(assignment, tmp_path_factory.mktemp(f"class_{assignment}"))
+        return classes[assignment]
+
+    return get
 
 
 # The edit loop's subset, `python -m pytest -m quick` (under 2 minutes): the unit tests, the docs checks and
@@ -50,11 +59,12 @@ QUICK = ("unit/", "docs/", "course/test_lesson_conventions.py", "course/test_ass
 # The groups that take longest, longest first (seconds each on an idle 2-core machine, roughly, measured with
 # `python -m pytest --durations=0`). The workers take groups in this order (--no-loadscope-reorder), so no long
 # group starts last while the other worker sits idle; the rest keep their collection order.
-LONGEST_FIRST = ("grading/test_redteam.py", "grading/test_grade_a_class.py", "unit/test_cli.py", "part1_class",
-                 "docs/test_docs.py", "course/test_browser.py", "course/test_part2_autograding.py",
-                 "experiments/test_benchmark_scripts.py", "experiments/test_lesson6_experiments.py",
-                 "grading/test_scorer_replay.py", "course/test_part3_lessons7_8_autograding.py",
-                 "lesson:09_distilling_language_models", "course/test_part3_lesson9_autograding.py")
+LONGEST_FIRST = ("grading/test_redteam.py", "grading/test_grade_a_class.py", "unit/test_cli.py",
+                 "autograde:part1_foundations", "docs/test_docs.py", "course/test_browser.py",
+                 "autograde:part2_mnist", "autograde:part3_beyond", "experiments/test_benchmark_scripts.py",
+                 "experiments/test_lesson6_experiments.py", "grading/test_scorer_replay.py",
+                 "autograde:part4_interview", "lesson:09_distilling_language_models", "in-process:part2_mnist",
+                 "in-process:part4_interview", "in-process:part3_beyond", "in-process:part1_foundations")
 
 
 def _group(item) -> str:
@@ -71,7 +81,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.quick)
         # `python -m pytest` runs on 2 xdist workers, a module at a time (--dist loadgroup): a module's
         # fixtures are built once, on the worker that runs all of its tests. Tests that share a session
-        # fixture across modules name their group themselves (a lesson's execution, part 1's graded class).
+        # fixture across modules name their group themselves (a lesson's execution, an assignment's graded class).
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(where))
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}

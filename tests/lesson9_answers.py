@@ -1,23 +1,24 @@
-"""Answers to lesson 9's exercises that the grading tests submit: right ones, wrong ones by family, wrappers, noise."""
+"""Lesson 9's answer bank (the interface: tests/answer_banks.py): right ones, wrong ones by family, wrappers."""
 
 from __future__ import annotations
 
-
+from functools import partial
 
 import nbgrader_harness as h
 from answer_tools import course_bug, edit, noisy, src  # noqa: F401 - part of this bank's interface
 from kdlab import course
 
-LESSON = "09_distilling_language_models"
-ASSIGNMENT = course.lesson(LESSON).assignment
-EXERCISES = [e.name for e in course.lesson(LESSON).exercises]      # from the course manifest (kdlab/course.json)
-# The families of wrong answers each exercise's bank must cover; the k-th wrong submission takes one of the k-th.
+LESSON_NAME = "09_distilling_language_models"
+ASSIGNMENT = course.lesson(LESSON_NAME).assignment
+EXERCISES = [e.name for e in course.lesson(LESSON_NAME).exercises]   # from the course manifest (kdlab/course.json)
+LESSON = {name: LESSON_NAME for name in EXERCISES}
+# None of docs/course.md's numbered bugs is injected here: lesson 9's families of wrong answers are its own.
+APPLICABLE_BUGS: set[int] = set()
+# The families of wrong answers each exercise's bank must cover; the k-th wrong hand-in takes one of the k-th.
 FAMILIES = {"forward_kl": ["direction", "probabilities", "averaging"],
             "reverse_kl": ["direction", "probabilities", "averaging"],
             "generalized_jsd": ["direction", "probabilities", "averaging"],
             "gkd_step": ["policy", "gradient", "averaging", "direction", "models"]}
-WRONG_SUBMISSIONS = max(len(f) for f in FAMILIES.values())
-SOLUTION = h.REPO / course.lesson(LESSON).path
 FORWARD = '''
 def forward_kl(teacher_logits, student_logits):
     log_p = torch.log_softmax(teacher_logits.detach(), dim=-1)
@@ -243,23 +244,23 @@ WRONG = {
     },
 }
 
-# Correct answers written differently: they must keep full marks.
+# Correct answers written differently: they must keep full marks. {exercise: {label: source}}
 RIGHT = {
-    "forward_kl": src('''
+    "forward_kl": {"F.kl_div with log_target, rows flattened": src('''
         def forward_kl(teacher_logits, student_logits):
             V = student_logits.shape[-1]
             log_p = F.log_softmax(teacher_logits, dim=-1).detach().reshape(-1, V)
             log_q = F.log_softmax(student_logits, dim=-1).reshape(-1, V)
             return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
-    '''),
-    "reverse_kl": src('''
+    ''')},
+    "reverse_kl": {"q times the log-ratio, averaged by hand": src('''
         def reverse_kl(teacher_logits, student_logits):
             q = torch.softmax(student_logits, dim=-1)
             log_ratio = torch.log_softmax(student_logits, dim=-1) - torch.log_softmax(teacher_logits, dim=-1).detach()
             per_position = (q * log_ratio).sum(-1)
             return per_position.sum() / per_position.numel()
-    '''),
-    "generalized_jsd": src('''
+    ''')},
+    "generalized_jsd": {"in probability space, float64, with xlogy": src('''
         def generalized_jsd(teacher_logits, student_logits, beta):
             beta = float(beta)
             if beta <= 0 or beta >= 1:
@@ -271,10 +272,9 @@ RIGHT = {
             kl_qm = torch.special.xlogy(q, q) - torch.special.xlogy(q, m)
             out = (beta * kl_pm + (1 - beta) * kl_qm).sum(-1).mean()
             return out.to(student_logits.dtype)
-    '''),
-    # a coin from torch.bernoulli, Gumbel-max sampling, a self-contained JSD in probability space (float64),
-    # the teacher put in eval mode (pitfall 4)
-    "gkd_step": src('''
+    ''')},
+    # it also puts the teacher in eval mode (pitfall 4)
+    "gkd_step": {"torch.bernoulli's coin, Gumbel-max sampling, its own JSD in float64": src('''
         def gkd_step(student, teacher, prompts, n_new, beta, lmbda):
             teacher.eval()
             on_policy = bool(torch.bernoulli(torch.tensor(float(lmbda))))
@@ -291,7 +291,7 @@ RIGHT = {
             jsd = beta * (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1) \\
                 + (1 - beta) * (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
             return jsd.mean().float()
-    '''),
+    ''')},
 }
 
 WRAPPERS = {
@@ -304,4 +304,29 @@ WRAPPERS = {
         GKD, ("return generalized_jsd(", "return _losses.generalized_jsd(")),
 }
 
+# The right answers that the wrong ones above are one edit away from.
+BASES = {"forward_kl": src(FORWARD), "reverse_kl": src(REVERSE), "generalized_jsd": src(JSD), "gkd_step": src(GKD)}
 
+# More wrong hand-ins: the k-th carries, for each exercise that has a k-th family, that family's first wrong answer.
+WRONG_HANDINS = [{name: next(label for label in WRONG[name] if label.startswith(FAMILIES[name][k] + ":"))
+                  for name in EXERCISES if k < len(FAMILIES[name])}
+                 for k in range(max(len(f) for f in FAMILIES.values()))]
+
+
+def tampered() -> dict:
+    """A hand-in whose test cells were deleted or emptied: ``{lesson: notebook}``."""
+    nb = partial(h.with_answers, ASSIGNMENT, LESSON)({"reverse_kl": WRONG["reverse_kl"]["direction: forward KL"]})
+    h.delete_cell(nb[LESSON_NAME], "test_reverse_kl")
+    h.set_source(nb[LESSON_NAME], "test_forward_kl", "pass")
+    return nb
+
+
+# The exercise the tampered hand-in fails (its deleted test cell is put back), and the cells that come back.
+TAMPERED_FAILS = {"reverse_kl"}
+TAMPERED_POINTS: dict = {}
+TAMPERED_RESTORED = [(LESSON_NAME, "test_reverse_kl"), (LESSON_NAME, "test_forward_kl")]
+
+# Wrong answers the released notebook's visible checks catch: ({exercise: wrong label}, words the message holds).
+# The visible checks alone catch the wrong direction in every exercise.
+VISIBLE_CHECKS = [({name: next(label for label in WRONG[name] if label.startswith("direction"))}, [name])
+                  for name in EXERCISES]

@@ -1,4 +1,4 @@
-"""Answers to part 1's exercises that the grading tests submit: wrong ones, noisy ones, wrappers.
+"""Part 1's answer bank (the interface: tests/answer_banks.py): wrong answers, wrappers, a tampered hand-in.
 
 ``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
 ``"bug N: ..."`` inject bug N of docs/course.md's list; the others are further
@@ -9,12 +9,18 @@ so a failing test shows that the hidden tests catch that mistake itself.
 
 from __future__ import annotations
 
+from functools import partial
+
+import nbgrader_harness as h
 from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
 from answer_tools import edit as _edit, src as _src
 from kdlab import course
 
+ASSIGNMENT = "part1_foundations"
 # {exercise: lesson} of part 1, in course order, from the course manifest (kdlab/course.json).
-LESSON = course.lesson_of("part1_foundations")
+LESSON = course.lesson_of(ASSIGNMENT)
+# Every bug of docs/course.md applies to part 1: its bank injects each into the exercises it applies to.
+APPLICABLE_BUGS = {bug.number for bug in course.bugs()}
 
 SOFTMAX_T_BASE = '''
 def softmax_t(logits, T=1.0):
@@ -41,6 +47,17 @@ def distillation_loss(student_logits, teacher_logits, labels, T, alpha):
     soft = (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean() * T**2
     hard = F.cross_entropy(student_logits.reshape(-1, n_classes), labels.reshape(-1))
     return alpha * soft + (1 - alpha) * hard
+'''
+
+CLASS_SIMILARITY_BASE = '''
+def class_similarity(probs, labels):
+    n_classes = probs.shape[1]
+    similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
+    for k in range(n_classes):
+        rows = probs[labels == k]
+        if len(rows):
+            similarity[k] = rows.mean(dim=0)
+    return similarity
 '''
 
 GRAD_BASE = '''
@@ -141,26 +158,9 @@ WRONG = {
         "log base 2 (bits)": "def entropy(p):\n    return -(torch.special.xlogy(p, p) / torch.log(torch.tensor(2.0))).sum(dim=-1)",
     },
     "class_similarity": {
-        "bug 10: mean over the class dimension": _src('''
-            def class_similarity(probs, labels):
-                n_classes = probs.shape[1]
-                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
-                for k in range(n_classes):
-                    rows = probs[labels == k]
-                    if len(rows):
-                        similarity[k] = rows.mean(dim=1)
-                return similarity
-        '''),
-        "transposed (columns are the true classes)": _src('''
-            def class_similarity(probs, labels):
-                n_classes = probs.shape[1]
-                similarity = torch.zeros(n_classes, n_classes, dtype=probs.dtype)
-                for k in range(n_classes):
-                    rows = probs[labels == k]
-                    if len(rows):
-                        similarity[k] = rows.mean(dim=0)
-                return similarity.T
-        '''),
+        "bug 10: mean over the class dimension": _edit(CLASS_SIMILARITY_BASE, ("rows.mean(dim=0)", "rows.mean(dim=1)")),
+        "transposed (columns are the true classes)": _edit(CLASS_SIMILARITY_BASE,
+                                                           ("return similarity", "return similarity.T")),
         "sum instead of mean": _src('''
             def class_similarity(probs, labels):
                 n_classes = probs.shape[1]
@@ -355,3 +355,41 @@ WRAPPERS = {
                       "def kd_logit_grad(student_logits, teacher_logits, T):\n"
                       "    return _grad(student_logits.clone(), teacher_logits.clone(), T) + 0.0"),
 }
+
+# The right answers that the wrong ones above are one edit away from.
+BASES = {"softmax_t": _src(SOFTMAX_T_BASE), "class_similarity": _src(CLASS_SIMILARITY_BASE),
+         "kd_kl": _src(KD_KL_BASE), "distillation_loss": _src(DISTILL_BASE), "fix_kd_step": _src(FIX_BASE),
+         "kd_logit_grad": _src(GRAD_BASE)}
+
+_with_answers = partial(h.with_answers, ASSIGNMENT, LESSON)
+
+
+def tampered() -> dict:
+    """A hand-in whose test cells were edited, stripped of metadata, or deleted: ``{lesson: notebook}``."""
+    l1 = _with_answers({"softmax_t": WRONG["softmax_t"]["bug 9: exp without the max shift overflows"]})
+    nb = l1["01_softmax_temperature"]
+    h.set_source(nb, "test_softmax_t", "pass  # tests removed")
+    h.delete_cell(nb, "test_entropy")
+    l2 = _with_answers({"class_similarity": WRONG["class_similarity"]["transposed (columns are the true classes)"]})
+    nb = l2["02_dark_knowledge"]
+    test = h.cell(nb, "test_class_similarity")
+    test.metadata.pop("nbgrader")
+    test.source = 'print("looks fine")'
+    l3 = _with_answers({"kd_kl": WRONG["kd_kl"]["bug 3: T^2 factor missing"]})
+    nb = l3["03_kd_loss"]
+    h.delete_cell(nb, "test_kd_kl")
+    h.set_source(nb, "test_distillation_loss", "assert True")
+    h.cell(nb, "test_kd_logit_grad").metadata.nbgrader["points"] = 100
+    return {**l1, **l2, **l3}
+
+
+# The exercises the tampered hand-in fails (the rest keep full marks), what the one whose test cell claims 100
+# points scores (the gradebook's points), and the test cells that must come back with their hidden tests.
+TAMPERED_FAILS = {"softmax_t", "class_similarity", "kd_kl"}
+TAMPERED_POINTS = {"kd_logit_grad": (2.0, 2.0)}
+TAMPERED_RESTORED = [("01_softmax_temperature", "test_entropy"), ("03_kd_loss", "test_kd_kl"),
+                     ("03_kd_loss", "test_distillation_loss"), ("02_dark_knowledge", "test_class_similarity")]
+
+# Wrong answers the released notebook's visible checks catch: ({exercise: wrong label}, words the message holds).
+VISIBLE_CHECKS = [({"softmax_t": "bug 10: softmax over the batch dimension"},
+                   ["a batch of two rows", "expected", "got", "hint:"])]

@@ -1,20 +1,24 @@
-"""Answers to part 2's exercises that the grading tests submit: wrong ones and kdlab wrappers.
+"""Part 2's answer bank (the interface: tests/answer_banks.py): wrong answers, wrappers, a tampered hand-in.
 
 ``WRONG[exercise]`` maps a label to the source of a wrong answer cell. Labels
 ``"bug N: ..."`` inject bug N of docs/course.md's list where it applies to the
 exercise; the others are further plausible mistakes. Each is the solution with
 the one mistake, so a failing test shows that the hidden tests catch that
-mistake itself. Noisy correct answers reuse part 1's ``noisy``.
+mistake itself.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+import nbgrader_harness as h
 from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
 from answer_tools import edit as _edit, src as _src
 from kdlab import course
 
+ASSIGNMENT = "part2_mnist"
 # {exercise: lesson} of part 2, in course order, from the course manifest (kdlab/course.json).
-LESSON = course.lesson_of("part2_mnist")
+LESSON = course.lesson_of(ASSIGNMENT)
 COUNT_ERRORS = '''
 def count_errors(model, x, y):
     was_training = model.training
@@ -102,8 +106,9 @@ def bias_shift_for_class(student_logits, teacher_logits, cls):
     return float(-(ordered[k - 1] + ordered[k]) / 2)
 '''
 
-SOLUTIONS = {"count_errors": COUNT_ERRORS, "jitter": JITTER, "distill_step": DISTILL_STEP,
-             "train_distilled": TRAIN_DISTILLED, "bias_shift_for_class": BIAS_SHIFT}
+# The right answers that the wrong ones below are one edit away from.
+BASES = {"count_errors": _src(COUNT_ERRORS), "jitter": _src(JITTER), "distill_step": _src(DISTILL_STEP),
+         "train_distilled": _src(TRAIN_DISTILLED), "bias_shift_for_class": _src(BIAS_SHIFT)}
 
 WRONG = {
     "count_errors": {
@@ -268,3 +273,35 @@ WRAPPERS = {
 # train_distilled; 8 (eval mode, no gradients) and 10 (argmax over the batch) in count_errors; 10 in
 # bias_shift_for_class.
 APPLICABLE_BUGS = {bug.number for bug in course.bugs()}
+
+_with_answers = partial(h.with_answers, ASSIGNMENT, LESSON)
+
+
+def tampered() -> dict:
+    """A hand-in whose test cells were edited, stripped of metadata, or deleted: ``{lesson: notebook}``."""
+    nb4 = _with_answers({"count_errors": WRONG["count_errors"]["counts the correct predictions"]})["04_teacher"]
+    h.set_source(nb4, "test_count_errors", "pass  # tests removed")
+    h.delete_cell(nb4, "test_jitter")
+    nb5 = _with_answers({"distill_step": WRONG["distill_step"]["bug 3: the T^2 factor missing"]})["05_distill"]
+    test = h.cell(nb5, "test_distill_step")
+    test.metadata.pop("nbgrader")
+    test.source = 'print("looks fine")'
+    nb6 = h.solution(ASSIGNMENT, "06_dark_knowledge_experiments")
+    h.cell(nb6, "test_bias_shift_for_class").metadata.nbgrader["points"] = 100
+    return {"04_teacher": nb4, "05_distill": nb5, "06_dark_knowledge_experiments": nb6}
+
+
+# The exercises the tampered hand-in fails (the deleted test_jitter is put back and passes), what the one whose
+# test cell claims 100 points scores (the gradebook's points), the test cells that come back with hidden tests.
+TAMPERED_FAILS = {"count_errors", "distill_step"}
+TAMPERED_POINTS = {"bias_shift_for_class": (2.0, 2.0)}
+TAMPERED_RESTORED = [("04_teacher", "test_count_errors"), ("04_teacher", "test_jitter"),
+                     ("05_distill", "test_distill_step")]
+
+# Wrong answers the released notebook's visible checks catch: ({exercise: wrong label}, words the message holds).
+# Exercise 2's checks name a loss bug, and send a misaligned cache of teacher logits back to the batch's rows.
+VISIBLE_CHECKS = [({"distill_step": "bug 5: KL direction reversed"},
+                   ["T = 4, alpha = 0.9", "expected", "got", "hint: your loss matches bug 5"]),
+                  ({"train_distilled": "bug 6: alpha weights the hard term"}, ["hint: your loss matches bug 6"]),
+                  ({"train_distilled": "the cached logits read by position, not with the shuffled rows (misaligned)"},
+                   ["lr = 0", "own rows"])]

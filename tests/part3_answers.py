@@ -1,4 +1,4 @@
-"""Answers to lessons 7 and 8's exercises that the grading tests submit: wrong ones, noisy ones, wrappers.
+"""Lessons 7 and 8's answer bank (the interface: tests/answer_banks.py): wrong answers, wrappers, a tampered hand-in.
 
 (Data only: pytest collects no test here.) ``WRONG[exercise]`` maps a label to
 the source of a wrong answer cell; each is the solution with one plausible
@@ -9,15 +9,21 @@ applies to feature losses (bug 8: gradients flowing into the teacher).
 from __future__ import annotations
 
 import textwrap
+from functools import partial
 
+import nbgrader_harness as h
 from answer_tools import course_bug, noisy  # noqa: F401 - part of this bank's interface
 from answer_tools import src as _src
 from kdlab import course
 
+ASSIGNMENT = "part3_beyond"
 # {exercise: lesson} of lessons 7 and 8, in course order, from the course manifest (kdlab/course.json);
 # lesson 9's answers are in tests/lesson9_answers.py.
 LESSON = {e.name: e.lesson for name in ("07_feature_distillation", "08_compress_for_deployment")
           for e in course.lesson(name).exercises}
+# Of docs/course.md's bugs, 8 applies to the feature losses (the teacher's features not detached).
+APPLICABLE_BUGS = {8}
+
 
 def _hint(body: str) -> str:
     return "def hint_loss(student_features, teacher_features, regressor):\n" + textwrap.indent(_src(body), "    ")
@@ -237,3 +243,41 @@ WRAPPERS = {
     "sparsity": ("from kdlab.compress import sparsity as _s\n\n"
                  "def sparsity(model):\n    return float(_s(model))"),
 }
+
+# The right answer that sparsity's wrong ones edit.
+BASES = {"sparsity": _sparsity(SPARSITY_LOOP)}
+
+# More wrong hand-ins: every exercise wrong at once, with its first listed wrong answer, then with its last.
+WRONG_HANDINS = [{e: next(iter(variants)) for e, variants in WRONG.items()},
+                 {e: list(variants)[-1] for e, variants in WRONG.items()}]
+
+_with_answers = partial(h.with_answers, ASSIGNMENT, LESSON)
+
+
+def tampered() -> dict:
+    """A hand-in whose test cells were edited, stripped of metadata, or deleted: ``{lesson: notebook}``."""
+    l7 = _with_answers({"hint_loss": WRONG["hint_loss"]["sum instead of mean"],
+                        "attention_map": WRONG["attention_map"]["not normalised"]})
+    nb = l7["07_feature_distillation"]
+    h.set_source(nb, "test_hint_loss", "pass  # tests removed")
+    h.delete_cell(nb, "test_attention_map")
+    h.cell(nb, "test_attention_transfer_loss").metadata.nbgrader["points"] = 100
+    l8 = _with_answers({"sparsity": WRONG["sparsity"]["includes the biases"]})
+    nb = l8["08_compress_for_deployment"]
+    test = h.cell(nb, "test_sparsity")
+    test.metadata.pop("nbgrader")
+    test.source = 'print("looks fine")'
+    return {**l7, **l8}
+
+
+# The exercises the tampered hand-in fails (the rest keep full marks), what the one whose test cell claims 100
+# points scores (the gradebook's points), and the test cells that must come back with their hidden tests.
+TAMPERED_FAILS = {"hint_loss", "attention_map", "sparsity"}
+TAMPERED_POINTS = {"attention_transfer_loss": (2.0, 2.0)}
+TAMPERED_RESTORED = [("07_feature_distillation", "test_hint_loss"), ("07_feature_distillation", "test_attention_map"),
+                     ("08_compress_for_deployment", "test_sparsity")]
+
+# Wrong answers the released notebook's visible checks catch: ({exercise: wrong label}, words the message holds).
+VISIBLE_CHECKS = [({"attention_transfer_loss": "the authors' .mean() (also divides by H*W)"},
+                   ["student (2, 3, 4, 4)", "expected", "got", "hint:"]),
+                  ({"model_size_bytes": "4 bytes per parameter"}, ["a small MLP", "io.BytesIO"])]

@@ -1,9 +1,9 @@
 """``kdlab grade`` on real part-1 hand-ins, side by side with plain ``nbgrader autograde``.
 
-The class (tests/part1_class.py): the solutions handed in (full marks), the released notebooks (0), one
+The class (tests/autograded_class.py): the solutions handed in (full marks), the released notebooks (0), one
 student per bug of docs/course.md, correct answers that print to stderr and warn (full marks), answers that
 only call kdlab's reference (0) and tampered test cells. Plain sequential ``nbgrader autograde`` grades it once
-per test session (shared with tests/course/test_part1_autograding.py); ``kdlab grade`` with 2 workers grades
+per test session (shared with tests/course/test_autograding.py); ``kdlab grade`` with 2 workers grades
 the same ``submitted/`` folder here, and every grade of every notebook must be the same.
 """
 
@@ -13,25 +13,31 @@ import csv
 
 import pytest
 
+import answer_banks
 import nbgrader_harness as h
 import part1_answers as answers
+from autograded_class import on_its_worker
 from kdlab.grading import Options, grade_class
-from part1_class import ASSIGNMENT, BUGS, LESSONS
 
-pytestmark = pytest.mark.xdist_group("part1_class")   # the worker that graded the class with nbgrader
+ASSIGNMENT = "part1_foundations"
+LESSONS = answer_banks.bank(ASSIGNMENT).lessons
+BUGS = sorted(answer_banks.bank(ASSIGNMENT).applicable_bugs)   # one student per bug (every bug applies to part 1)
+
+pytestmark = on_its_worker(ASSIGNMENT)   # the worker that graded the class with nbgrader
 
 
 @pytest.fixture(scope="module")
-def both(part1_class, tmp_path_factory):
+def both(graded_class, tmp_path_factory):
     """(the class, kdlab grade's CSV rows, its per-grade scores, plain nbgrader's per-grade scores)."""
+    part1 = graded_class(ASSIGNMENT)
     out = tmp_path_factory.mktemp("kdlab_grade") / "out"
-    summary = grade_class(part1_class.course / "submitted", out, course=h.REPO,
+    summary = grade_class(part1.course / "submitted", out, course=h.REPO,
                           options=Options(workers=2, progress=False, timeout=300))
-    print(f"\nplain nbgrader autograde: {part1_class.seconds:.1f} s; kdlab grade --workers 2: "
+    print(f"\nplain nbgrader autograde: {part1.seconds:.1f} s; kdlab grade --workers 2: "
           f"{summary.seconds:.1f} s\n" + summary.text())
     with open(out / "grades.csv", newline="") as f:
         rows = {(r["student"], r["notebook"]): r for r in csv.DictReader(f)}
-    return part1_class.klass, rows, h.scores(out, ASSIGNMENT), part1_class.grades
+    return part1.klass, rows, h.scores(out, ASSIGNMENT), part1.grades
 
 
 def test_scores_are_identical_to_plain_nbgrader(both):

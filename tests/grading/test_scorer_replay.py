@@ -29,7 +29,7 @@ part3 = pytest.importorskip("part3_answers")
 lesson9 = pytest.importorskip("lesson9_answers")
 
 BANKS = [(part1.WRONG, part1.LESSON), (part2.WRONG, part2.LESSON), (part3.WRONG, part3.LESSON),
-         (lesson9.WRONG, {e: lesson9.LESSON for e in lesson9.EXERCISES})]
+         (lesson9.WRONG, lesson9.LESSON)]
 CASES = [(lesson_of[ex], ex, label, src) for wrong, lesson_of in BANKS for ex, variants in wrong.items()
          for label, src in variants.items()]
 
