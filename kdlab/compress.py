@@ -15,7 +15,9 @@ How size is counted (lesson 8):
   outputs: the size is that of a file one could ship, not an estimate.
 
 Latency (:func:`latency_ms`) is the median wall-clock time of one batch-1
-forward pass on the CPU, in inference mode, on one thread by default. The
+forward pass on the CPU, in inference mode, on one thread by default;
+:func:`latencies_ms` times several models in alternating rounds, so that a
+shared machine's load falls on all of them alike. The
 pruned models run the same dense kernels as the unpruned ones (PyTorch has
 no fast CPU kernel for unstructured sparsity at these sizes), so pruning
 makes them smaller, not faster; int8 dynamic quantization changes the
@@ -36,7 +38,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 __all__ = ["model_size_bytes", "sparsity", "quantize_int8", "magnitude_prune", "finalize_pruning",
-           "compact_state", "compact_size_bytes", "restore_compact", "latency_ms", "speed_text", "gap_closed",
+           "compact_state", "compact_size_bytes", "restore_compact", "latency_ms", "latencies_ms", "speed_text",
+           "gap_closed",
            "headline"]
 
 
@@ -291,23 +294,44 @@ def latency_ms(model: nn.Module, example: torch.Tensor, *, repeats: int = 300, w
     the number does not depend on what else the machine runs on its other
     cores; None keeps the current setting.
     """
-    model = model.cpu().eval()
+    return latencies_ms([model], example, repeats=repeats, rounds=1, warmup=warmup, threads=threads)[0]
+
+
+def latencies_ms(models: list[nn.Module], example: torch.Tensor, *, repeats: int = 300, rounds: int = 10,
+                 warmup: int = 30, threads: int | None = 1) -> list[float]:
+    """:func:`latency_ms` of several models, measured in ``rounds`` that alternate them.
+
+    Each round times ``repeats / rounds`` calls of every model in turn (after
+    a few warm-up calls, since the other models evicted its weights from the
+    caches); each model's number is the median of all its calls. On a shared
+    machine a burst of load then slows every model alike, where timing one
+    model after the other lets it land on one of them.
+    """
+    if rounds < 1 or repeats < rounds:
+        raise ValueError(f"need 1 <= rounds <= repeats, got rounds={rounds}, repeats={repeats}")
+    models = [m.cpu().eval() for m in models]
     example = example.cpu()
+    per_round = [repeats // rounds + (r < repeats % rounds) for r in range(rounds)]
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            for _ in range(warmup):
-                model(example)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(example)
-                times.append(time.perf_counter() - start)
+            for model in models:
+                for _ in range(warmup):
+                    model(example)
+            times: list[list[float]] = [[] for _ in models]
+            for n in per_round:
+                for model, out in zip(models, times):
+                    for _ in range(min(3, warmup) if rounds > 1 else 0):
+                        model(example)
+                    for _ in range(n):
+                        start = time.perf_counter()
+                        model(example)
+                        out.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
-    return 1000.0 * statistics.median(times)
+    return [1000.0 * statistics.median(t) for t in times]
 
 
 # -- the headline --------------------------------------------------------------------------

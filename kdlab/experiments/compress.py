@@ -23,8 +23,10 @@ result records that every pruned weight is still zero afterwards.
 For each: ``size_bytes`` (the compact storage of :mod:`kdlab.compress`:
 zeros cost one bit where that pays off; ``state_dict_bytes`` is the plain
 checkpoint for comparison), ``latency_ms`` (median batch-1 forward pass on
-one CPU thread), ``test_accuracy``. The first row is the teacher, the last
-the deployed student, and ``headline`` compares them, DistilBERT-style.
+one CPU thread, the five models timed in alternating rounds so that a shared
+machine's load falls on all of them alike), ``test_accuracy``. The first row
+is the teacher, the last the deployed student, and ``headline`` compares them,
+DistilBERT-style.
 
     kdlab experiment compress --seed 0 --json runs/compress.json
 """
@@ -37,7 +39,7 @@ import platform
 
 import torch
 
-from ..compress import (compact_size_bytes, finalize_pruning, gap_closed, headline, latency_ms, magnitude_prune,
+from ..compress import (compact_size_bytes, finalize_pruning, gap_closed, headline, latencies_ms, magnitude_prune,
                         model_size_bytes, quantize_int8, sparsity, speed_text)
 from ..data import Dataset
 from ..models import build, count_params
@@ -47,8 +49,9 @@ from .contract import Outcome, Run, fast_note, format_table
 from .mnist import CachedTeacher, teacher_for_run
 
 DEFAULTS = dict(dataset="mnist", student="mlp-100x2", temperature=4.0, alpha=0.9, epochs=10, lr=0.1, prune_amount=0.8,
-                batch_size=128, finetune_epochs=3, finetune_lr=0.02, finetune_seeds=3, latency_repeats=300)
-FAST = dict(epochs=2, finetune_epochs=1, finetune_seeds=1, latency_repeats=30)
+                batch_size=128, finetune_epochs=3, finetune_lr=0.02, finetune_seeds=3, latency_repeats=300,
+                latency_rounds=10)
+FAST = dict(epochs=2, finetune_epochs=1, finetune_seeds=1, latency_repeats=30, latency_rounds=3)
 
 # How the pruned student is fine-tuned: key -> what the table calls it. The pipeline's pruned row is the
 # second one, at the first fine-tuning seed.
@@ -66,15 +69,15 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
 
 
 def measure(name: str, model: torch.nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, *,
-            arch: str, precision: str, params: int, repeats: int) -> dict:
-    """One row of the table: size, latency and accuracy of ``model``."""
+            arch: str, precision: str, params: int, latency: float) -> dict:
+    """One row of the table: size, latency (measured beforehand) and accuracy of ``model``."""
     model = model.cpu().eval()
     return {
         "name": name, "arch": arch, "precision": precision, "params": params,
         "sparsity": round(sparsity(model), 4),
         "size_bytes": compact_size_bytes(model),
         "state_dict_bytes": model_size_bytes(model),
-        "latency_ms": round(latency_ms(model, x_test[:1].cpu(), repeats=repeats), 4),
+        "latency_ms": round(latency, 4),
         **accuracy(model, x_test, y_test),
     }
 
@@ -187,16 +190,19 @@ def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None 
         x_test, y_test = data.x_test.cpu(), data.y_test.cpu()
         n_teacher, n_student = count_params(td.model), count_params(student)
         t_arch, pct, repeats = td.describe()["arch"], f"{100 * cfg['prune_amount']:.0f}%", cfg["latency_repeats"]
-        same = dict(params=n_student, repeats=repeats)
+        ms = latencies_ms([td.model, student, int8, pruned, both], x_test[:1], repeats=repeats,
+                          rounds=cfg["latency_rounds"])
+        same = dict(params=n_student)
         rows = [
             measure(f"teacher ({t_arch})", td.model, x_test, y_test, arch=t_arch, precision="fp32",
-                    params=n_teacher, repeats=repeats),
-            measure(f"distilled student ({arch})", student, x_test, y_test, arch=arch, precision="fp32", **same),
-            measure("student, int8", int8, x_test, y_test, arch=arch, precision="int8", **same),
+                    params=n_teacher, latency=ms[0]),
+            measure(f"distilled student ({arch})", student, x_test, y_test, arch=arch, precision="fp32",
+                    latency=ms[1], **same),
+            measure("student, int8", int8, x_test, y_test, arch=arch, precision="int8", latency=ms[2], **same),
             measure(f"student, pruned {pct} + fine-tuned", pruned, x_test, y_test, arch=arch, precision="fp32",
-                    **same),
+                    latency=ms[3], **same),
             measure(f"student, pruned {pct} + int8 (deployed)", both, x_test, y_test, arch=arch, precision="int8",
-                    **same),
+                    latency=ms[4], **same),
         ]
         td.model.to(run.device)
         alone_errors = accuracy(alone, x_test, y_test)["test_errors"]
@@ -218,7 +224,8 @@ def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None 
         "student_arch": arch, "temperature": cfg["temperature"], "alpha": cfg["alpha"], "epochs": cfg["epochs"],
         "prune_amount": cfg["prune_amount"], "finetune_epochs": cfg["finetune_epochs"],
         "quantized_engine": torch.backends.quantized.engine,
-        "latency": f"median of {repeats} batch-1 forward passes, 1 CPU thread, {platform.processor() or 'cpu'}",
+        "latency": (f"median of {repeats} batch-1 forward passes per model, in {cfg['latency_rounds']} rounds that "
+                    f"alternate the five models, 1 CPU thread, {platform.processor() or 'cpu'}"),
         "size": ("size_bytes: torch.save of the compact storage (weights with many zeros as a 1-bit mask "
                  "plus the non-zero values, int8 weights as int8); state_dict_bytes: torch.save of the "
                  "plain state_dict, where pruned zeros still cost 4 bytes each"),

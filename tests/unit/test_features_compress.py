@@ -302,6 +302,26 @@ def test_latency_is_positive_and_restores_the_thread_count():
     assert 0 < ms < 1000 and torch.get_num_threads() == threads
 
 
+def test_latencies_alternate_the_models_in_rounds():
+    calls = []
+
+    class Tagged(nn.Module):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def forward(self, x):
+            calls.append(self.tag)
+            return x
+
+    ms = compress.latencies_ms([Tagged("a"), Tagged("b")], torch.rand(1, 1, 28, 28), repeats=7, rounds=3, warmup=2)
+    assert len(ms) == 2 and all(0 < m < 1000 for m in ms)
+    # warm-up of each, then 3 rounds: 2 warm-up calls and 3, 2, 2 timed calls of each model in turn
+    assert "".join(calls) == "aabb" + "aa" + "aaa" + "bb" + "bbb" + ("aa" + "aa" + "bb" + "bb") * 2
+    with pytest.raises(ValueError):
+        compress.latencies_ms([Tagged("a")], torch.rand(1, 1, 28, 28), repeats=2, rounds=3)
+
+
 def test_headline_compares_the_last_row_with_the_first():
     rows = [{"name": "teacher", "test_accuracy": 0.99, "test_errors": 100, "size_bytes": 1000, "latency_ms": 1.0},
             {"name": "middle", "test_accuracy": 0.5, "test_errors": 5000, "size_bytes": 1, "latency_ms": 0.001},
