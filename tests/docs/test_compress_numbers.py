@@ -1,4 +1,4 @@
-"""Lesson 8's text, the cheat sheet and docs/benchmarks.md quote docs/results/compress-s0.json: each number, recomputed here.
+"""Lesson 8's text, the cheat sheet and docs/benchmarks.md quote docs/results/compress-s0.json: each number recomputed.
 
 Latencies move from run to run; test errors, sizes and parameter counts should not. Whenever the JSON is
 regenerated (`kdlab experiment compress --seed 0 --json docs/results/compress-s0.json`), these tests say which
@@ -53,8 +53,9 @@ def test_lesson_8_quotes_the_int8_slowdown_the_headline_and_the_gap():
     alone = RESULT["student_alone"]["test_errors"]
     assert (f"the deployed student keeps {100 * h_['accuracy_kept']:.1f}% of the teacher's accuracy, yet makes "
             f"{rows[-1]['test_errors']} test errors against the teacher's {rows[0]['test_errors']}") in text
+    closed = [f"{100 * r['gap_closed']:.0f}%" for r in (rows[1], rows[-1])]
     assert (f"the student trained alone ({alone} test errors) and the teacher, the distilled student closes "
-            f"{100 * rows[1]['gap_closed']:.0f}% and the deployed one keeps {100 * rows[-1]['gap_closed']:.0f}%") in text
+            f"{closed[0]} and the deployed one keeps {closed[1]}") in text
 
 
 def test_lesson_8_quotes_the_fine_tuning_comparison():
