@@ -14,11 +14,25 @@ prefix, all prefixes of a level in one batch).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
 
 from .language import BOS, EOS, N_INPUTS, N_OUTPUTS
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block on one torch thread: these GRUs are so small that a second thread only waits for the first,
+    and on a busy machine the two spin against other jobs, many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class GRULM(nn.Module):
@@ -98,6 +112,14 @@ def string_log_probs(model: nn.Module, max_len: int, chunk: int = 65536) -> np.n
     each, give their next-token log-probabilities; a string of length l < max_len
     ends with EOS, one of max_len ends there. The result sums to 1 in probability.
     """
+    return string_log_probs_tensor(model, max_len, chunk).numpy()
+
+
+def string_log_probs_tensor(model: nn.Module, max_len: int, chunk: int = 65536) -> torch.Tensor:
+    """:func:`string_log_probs` as a float64 tensor that autograd can differentiate (outside ``no_grad``).
+
+    The exact gradient of any sum over all strings (a sequence-level KL, say) is then one ``backward``.
+    """
     was_training = model.training
     model.eval()
     out = []
@@ -122,4 +144,19 @@ def string_log_probs(model: nn.Module, max_len: int, chunk: int = 65536) -> np.n
             state = state.repeat_interleave(4, dim=1)
             last = torch.arange(4).repeat(len(logp))[:, None]
     model.train(was_training)
-    return torch.cat(out).numpy()
+    return torch.cat(out)
+
+
+def all_strings_batch(max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every string of length 0..max_len as one padded batch ``(tokens, lengths)``, in the language's index order.
+
+    For enumerating small cases (4^max_len rows at the last level): exact expectations over all strings.
+    """
+    rows, lengths = [], []
+    for n in range(max_len + 1):
+        digits = torch.arange(4 ** n)
+        level = torch.stack([(digits // 4 ** (n - 1 - j)) % 4 for j in range(n)], dim=1) if n else \
+            torch.zeros(1, 0, dtype=torch.long)
+        rows.append(torch.cat([level, torch.full((len(level), max_len - n), EOS, dtype=torch.long)], dim=1))
+        lengths.append(torch.full((len(level),), n, dtype=torch.long))
+    return torch.cat(rows), torch.cat(lengths)

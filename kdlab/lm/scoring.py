@@ -69,10 +69,18 @@ def score_log_probs(lang: BracketLanguage, log_q: np.ndarray) -> dict:
     }
 
 
-def score_model(model, lang: BracketLanguage, n_samples: int = 2000, seed: int = 0) -> dict:
-    """Exact KLs both ways, validity (exact and sampled), diversity of ``model``."""
+def score_model(model, lang: BracketLanguage, n_samples: int = 2000, seed: int = 0,
+                teacher_log_probs: np.ndarray | None = None) -> dict:
+    """Exact KLs both ways, validity (exact and sampled), diversity of ``model``.
+
+    With ``teacher_log_probs`` (log p of every string, by the teacher) also the sequence-level KLs to the teacher:
+    ``kl_student_to_teacher`` = KL(q || p_teacher), the objective of MiniLLM, and ``kl_teacher_to_student``.
+    """
     log_q = string_log_probs(model, lang.max_len)
     scores = score_log_probs(lang, log_q)
+    if teacher_log_probs is not None:
+        scores["kl_student_to_teacher"] = kl(log_q, teacher_log_probs)
+        scores["kl_teacher_to_student"] = kl(teacher_log_probs, log_q)
     g = torch.Generator().manual_seed(seed)
     tokens, lengths = sample(model, n_samples, lang.max_len, generator=g)
     idx = lang.batch_index(tokens, lengths).numpy()

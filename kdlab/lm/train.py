@@ -19,6 +19,14 @@ number of sequences, from the same initial weights, with the same optimizer:
     the sentences, the teacher scores every position, and the loss is the
     generalized JSD(beta) between the two next-token distributions.
 
+And one more, outside the five of lesson 9's first table:
+
+``seq-rkl``
+    the sequence-level reverse KL, KL(q || p) over whole strings, followed by one of
+    the gradient estimators of :mod:`kdlab.lm.policy` (``estimator``): ``single-step``
+    is GKD with the reverse KL (the student's samples as fixed data), ``minillm``
+    keeps MiniLLM's policy-gradient term.
+
 The teacher's logits on the training sentences are computed once (as in lesson
 5); methods that sample pay for the sampling in their training seconds.
 """
@@ -33,16 +41,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from . import losses
+from . import losses, policy
 from .models import inputs_and_targets, sample, sequence_logits
 
 METHODS = ("data", "forward-kl", "reverse-kl", "seq-kd", "gkd")
+ALL_METHODS = METHODS + ("seq-rkl",)
 DESCRIPTIONS = {
     "data": "the training sentences alone (maximum likelihood)",
     "forward-kl": "token-level KD, KL(teacher || student) on the training sentences",
     "reverse-kl": "token-level KD, KL(student || teacher) on the training sentences",
     "seq-kd": "sequence-level KD: maximum likelihood on the teacher's samples",
     "gkd": "on-policy: the student's own samples, scored by the teacher with JSD(beta)",
+    "seq-rkl": "the sequence-level reverse KL KL(q || p), by a gradient estimator of kdlab.lm.policy",
 }
 
 
@@ -89,16 +99,18 @@ def teacher_logits_for(teacher, tokens, lengths) -> torch.Tensor:
 
 def train(model, method: str, data: tuple, *, teacher=None, teacher_logits=None, budget: Budget | None = None,
           beta: float = 0.5, lmbda: float = 1.0, seed: int = 0, progress: bool = False, desc: str | None = None,
-          divergence=None) -> TrainLog:
+          divergence=None, estimator="minillm") -> TrainLog:
     """Train ``model`` in place with ``method`` (one of :data:`METHODS`) on ``data = (tokens, lengths)``.
 
     ``teacher_logits``: the teacher's logits on ``data`` (computed here if not given). ``beta`` is GKD's
     JSD(beta) and ``lmbda`` the fraction of its steps on the student's own samples (the rest on the data).
     ``divergence(teacher_logits, student_logits)`` replaces the reference KL of ``forward-kl`` or
     ``reverse-kl`` (a learner's own, say); it receives the logits of the predicted positions, shape (N, 5).
+    ``estimator``: ``seq-rkl``'s gradient estimator (a name of :data:`kdlab.lm.policy.ESTIMATORS`, or one).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(ALL_METHODS)}")
+    est = policy.estimator(estimator) if method == "seq-rkl" else None
     budget = budget or Budget()
     tokens, lengths = data
     max_len = tokens.shape[1]
@@ -140,6 +152,12 @@ def train(model, method: str, data: tuple, *, teacher=None, teacher_logits=None,
         elif method == "seq-kd":
             x, n = sample(teacher, budget.batch_size, max_len, generator=g)
             loss = cross_entropy_loss(model, x, n)
+        elif method == "seq-rkl":   # strings from the estimator's sampler; the surrogate's gradient is its estimate
+            if est.mix > 0:
+                x, n = policy.sample_mixed(model, teacher, budget.batch_size, max_len, est.mix, generator=g)
+            else:
+                x, n = sample(model, budget.batch_size, max_len, generator=g)
+            loss = policy.surrogate(model, teacher, x, n, est).mean()
         else:  # gkd: the student's own samples (no gradient through the sampling), scored by the teacher
             x, n = sample(model, budget.batch_size, max_len, generator=g)
             inputs, _, mask = inputs_and_targets(x, n)
