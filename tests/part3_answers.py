@@ -54,6 +54,26 @@ for module in model.modules():
 return zeros / total
 '''
 
+def _rkd(body: str) -> str:
+    return ("import torch\nimport torch.nn.functional as F\n\n"
+            "def rkd_distance_loss(student_embeddings, teacher_embeddings):\n" + textwrap.indent(_src(body), "    "))
+
+
+# The right potentials (each network's pair distances over their mean) and loss that most wrong answers edit.
+RKD_POTENTIALS = '''
+def potentials(e):
+    i, j = torch.triu_indices(len(e), len(e), offset=1)
+    d = (e[i] - e[j]).norm(dim=1)
+    return d / d.mean()
+'''
+RKD_HUBER = "return F.huber_loss(potentials(student_embeddings), potentials(teacher_embeddings.detach()), delta=1.0)"
+
+
+def _rkd_p(body: str, potentials: str = RKD_POTENTIALS) -> str:
+    """rkd_distance_loss defining ``potentials`` (the right one unless given) and then ``body``."""
+    return _rkd(_src(potentials) + "\n\n" + _src(body))
+
+
 WRONG = {
     "hint_loss": {
         "bug 8: the teacher's features are not detached": _hint(
@@ -163,6 +183,71 @@ WRONG = {
             q_t = attention_map(teacher_features.detach(), p)
             return F.kl_div(F.log_softmax(q_s, dim=1), F.softmax(q_t, dim=1), reduction="batchmean")'''),
     },
+    "rkd_distance_loss": {
+        "bug 8: the teacher's embeddings are not detached": _rkd_p(
+            "return F.huber_loss(potentials(student_embeddings), potentials(teacher_embeddings), delta=1.0)"),
+        "distances not divided by their mean": _rkd_p(RKD_HUBER, RKD_POTENTIALS.replace("d / d.mean()", "d")),
+        "both sides divided by the teacher's mean distance": _rkd('''
+            def distances(e):
+                i, j = torch.triu_indices(len(e), len(e), offset=1)
+                return (e[i] - e[j]).norm(dim=1)
+
+            d_s, d_t = distances(student_embeddings), distances(teacher_embeddings.detach())
+            return F.huber_loss(d_s / d_t.mean(), d_t / d_t.mean(), delta=1.0)'''),
+        "divided by the largest distance instead of the mean": _rkd_p(
+            RKD_HUBER, RKD_POTENTIALS.replace("d / d.mean()", "d / d.max()")),
+        "squared distances": _rkd_p(
+            RKD_HUBER, RKD_POTENTIALS.replace("(e[i] - e[j]).norm(dim=1)", "((e[i] - e[j]) ** 2).sum(dim=1)")),
+        "the authors' mean over all N^2 entries of the distance matrix (the diagonal's zeros counted)": _rkd('''
+            def potentials(e):
+                d = (e[:, None] - e[None]).norm(dim=2)
+                return d / d[d > 0].mean()
+
+            ''' + RKD_HUBER),
+        "the mean distance taken over all N^2 entries (the diagonal's zeros counted)": _rkd('''
+            def potentials(e):
+                d = (e[:, None] - e[None]).norm(dim=2)
+                i, j = torch.triu_indices(len(e), len(e), offset=1)
+                return d[i, j] / d.mean()
+
+            ''' + RKD_HUBER),
+        "each row divided by its own mean (per example, not per batch)": _rkd('''
+            def potentials(e):
+                n = len(e)
+                d = (e[:, None] - e[None]).norm(dim=2)
+                d = d / (d.sum(dim=1, keepdim=True) / (n - 1))
+                i, j = torch.triu_indices(n, n, offset=1)
+                return d[i, j]
+
+            ''' + RKD_HUBER),
+        "mean squared error instead of the Huber loss": _rkd_p(
+            "return F.mse_loss(potentials(student_embeddings), potentials(teacher_embeddings.detach()))"),
+        "x^2 / 2 everywhere (no linear part beyond 1)": _rkd_p('''
+            diff = potentials(student_embeddings) - potentials(teacher_embeddings.detach())
+            return (0.5 * diff ** 2).mean()'''),
+        "absolute error (L1) instead of the Huber loss": _rkd_p(
+            "return F.l1_loss(potentials(student_embeddings), potentials(teacher_embeddings.detach()))"),
+        "summed over the pairs instead of averaged": _rkd_p(RKD_HUBER.replace("delta=1.0", "delta=1.0, reduction='sum'")),
+        "Huber loss with delta 0.5": _rkd_p(RKD_HUBER.replace("delta=1.0", "delta=0.5")),
+        "the student's mean distance detached": _rkd_p(RKD_HUBER, RKD_POTENTIALS.replace("d / d.mean()",
+                                                                                          "d / d.mean().detach()")),
+        "sqrt of the summed squares on the whole matrix (NaN gradient from the diagonal)": _rkd('''
+            def potentials(e):
+                d = ((e[:, None] - e[None]) ** 2).sum(dim=2).sqrt()
+                i, j = torch.triu_indices(len(e), len(e), offset=1)
+                return d[i, j] / d[i, j].mean()
+
+            ''' + RKD_HUBER),
+        "sqrt of the summed squares over the pairs (NaN gradient when two embeddings coincide)": _rkd_p(
+            RKD_HUBER, RKD_POTENTIALS.replace("(e[i] - e[j]).norm(dim=1)", "((e[i] - e[j]) ** 2).sum(dim=1).sqrt()")),
+        "cosine similarities instead of distances": _rkd('''
+            def potentials(e):
+                e = F.normalize(e, dim=1)
+                i, j = torch.triu_indices(len(e), len(e), offset=1)
+                return (e[i] * e[j]).sum(dim=1)
+
+            ''' + RKD_HUBER),
+    },
     "model_size_bytes": {
         "4 bytes per parameter": _size("return 4 * sum(p.numel() for p in model.parameters())"),
         "bytes of every state_dict tensor (no headers)": _size(
@@ -239,13 +324,41 @@ WRAPPERS = {
     "attention_transfer_loss": ("import kdlab.features\n\n"
                                 "def attention_transfer_loss(student_features, teacher_features, p=2):\n"
                                 "    return kdlab.features.attention_transfer_loss(student_features, teacher_features, p) + 0.0"),
+    "rkd_distance_loss": "from kdlab.features import rkd_distance_loss",
     "model_size_bytes": "from kdlab.compress import model_size_bytes",
     "sparsity": ("from kdlab.compress import sparsity as _s\n\n"
                  "def sparsity(model):\n    return float(_s(model))"),
 }
 
-# The right answer that sparsity's wrong ones edit.
-BASES = {"sparsity": _sparsity(SPARSITY_LOOP)}
+# Right answers written differently: they must keep their points.
+RIGHT = {
+    "rkd_distance_loss": {
+        "torch.pdist and F.smooth_l1_loss": _rkd('''
+            s, t = torch.pdist(student_embeddings), torch.pdist(teacher_embeddings.detach())
+            return F.smooth_l1_loss(s / s.mean(), t / t.mean())'''),
+        "cdist without its diagonal, the ordered pairs, Huber by hand": _rkd('''
+            off = ~torch.eye(len(student_embeddings), dtype=torch.bool)
+
+            def potentials(e):
+                d = torch.cdist(e, e)[off]
+                return d / d.mean()
+
+            x = potentials(student_embeddings) - potentials(teacher_embeddings.detach())
+            return torch.where(x.abs() <= 1, 0.5 * x ** 2, x.abs() - 0.5).mean()'''),
+        "a loop over the pairs": _rkd('''
+            t = teacher_embeddings.detach()
+            d_s, d_t = [], []
+            for i in range(len(t)):
+                for j in range(i + 1, len(t)):
+                    d_s.append(torch.linalg.vector_norm(student_embeddings[i] - student_embeddings[j]))
+                    d_t.append(torch.linalg.vector_norm(t[i] - t[j]))
+            d_s, d_t = torch.stack(d_s), torch.stack(d_t)
+            return F.huber_loss(d_s / d_s.mean(), d_t / d_t.mean(), delta=1.0)'''),
+    },
+}
+
+# The right answers that sparsity's and rkd_distance_loss's wrong ones edit.
+BASES = {"sparsity": _sparsity(SPARSITY_LOOP), "rkd_distance_loss": _rkd_p(RKD_HUBER)}
 
 # More wrong hand-ins: every exercise wrong at once, with its first listed wrong answer, then with its last.
 WRONG_HANDINS = [{e: next(iter(variants)) for e, variants in WRONG.items()},
@@ -280,4 +393,6 @@ TAMPERED_RESTORED = [("07_feature_distillation", "test_hint_loss"), ("07_feature
 # Wrong answers the released notebook's visible checks catch: ({exercise: wrong label}, words the message holds).
 VISIBLE_CHECKS = [({"attention_transfer_loss": "the authors' .mean() (also divides by H*W)"},
                    ["student (2, 3, 4, 4)", "expected", "got", "hint:"]),
+                  ({"rkd_distance_loss": "distances not divided by their mean"},
+                   ["a 3-4-5 triangle", "expected", "got", "hint:"]),
                   ({"model_size_bytes": "4 bytes per parameter"}, ["a small MLP", "io.BytesIO"])]

@@ -130,7 +130,7 @@ def test_one_table_formatter():
 
 # These JSON predate the common header: regenerate each with its command in docs/benchmarks.md (full data,
 # minutes each), then drop it from here (strict: a regenerated file that still carries the mark fails).
-STALE_RESULTS = {"feature-kd"}
+STALE_RESULTS: set[str] = set()
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not regenerated yet"))
