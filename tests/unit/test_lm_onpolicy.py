@@ -107,27 +107,34 @@ def test_the_gradient_check_reports_every_estimator_in_range(ran):
             assert e["bias"] <= e["error"] + 1e-12
 
 
-def result_with(ran, *, ss=(0.5, 0.8), dec=(0.99, 0.05), errors=(0.5, 2.0), kl=(0.1, 0.2, 0.15), truth=(0.3, 0.2)):
+def result_with(ran, *, ss=(0.5, 0.8), dec=(0.99, 0.05), errors=(0.5, 2.0), kl=(0.1, 0.2, 0.15), modes=True,
+                trained_cos=0.1, truth=(0.2, 0.3)):
     """The tiny run's result with the numbers the claims read replaced."""
     out = copy.deepcopy(ran[2])
     g0 = out["gradient"]["start"]["estimators"]
     g0["single-step"].update(cosine_of_mean=ss[0], bias=ss[1])
     g0["decomposed"].update(cosine_of_mean=dec[0], bias=dec[1], error=errors[0])
     g0["score-function"] = {**g0["decomposed"], "error": errors[1]}
+    out["gradient"]["trained"]["estimators"]["single-step"]["cosine_of_mean"] = trained_cos
     out["students"]["minillm"] = copy.deepcopy(out["students"]["decomposed"])
     for name, value in zip(("single-step", "decomposed", "minillm"), kl):
         out["students"][name]["mean"]["kl_student_to_teacher"] = value
-    for entry, value in zip(out["lambda"]["sweep"], truth):
-        entry["mean"]["kl_student_to_truth"] = value
+    seeking, covering = out["students"]["decomposed"]["mean"], out["students"]["single-step"]["mean"]
+    seeking.update(entropy=3.0, kl_student_to_truth=0.2, kl_teacher_to_student=1.0)
+    covering.update(entropy=3.5, kl_student_to_truth=0.25, kl_teacher_to_student=0.1)
+    if not modes:
+        seeking["entropy"] = 4.0
+    for entry, value in zip(out["lambda"]["sweep"], truth):   # lambda 0, then 1
+        entry["mean"].update(kl_student_to_truth=value, kl_truth_to_student=value)
     return out
 
 
 def test_the_claims_follow_the_numbers(ran):
     verdicts = onpolicy.claims(result_with(ran))
-    assert len(verdicts) == 5 and all(ok for _, ok, _ in verdicts)
-    assert "0.1000 against 0.2000" in verdicts[2][2]
+    assert len(verdicts) == 7 and all(ok for _, ok, _ in verdicts), verdicts
+    assert "0.1000 against 0.2000" in verdicts[2][2] and "lambda 0: 0.2000 and 0.2000" in verdicts[-1][2]
     flipped = onpolicy.claims(result_with(ran, ss=(0.99, 0.05), dec=(0.5, 0.8), errors=(2.0, 0.5), kl=(0.2, 0.1, 0.3),
-                                          truth=(0.2, 0.3)))
-    assert not any(ok for _, ok, _ in flipped)
+                                          modes=False, trained_cos=0.5, truth=(0.3, 0.2)))
+    assert len(flipped) == 7 and not any(ok for _, ok, _ in flipped), flipped
     # a claim whose estimators were not run is left out, not failed
-    assert len(onpolicy.claims(ran[2])) == 3
+    assert len(onpolicy.claims(ran[2])) == 5
