@@ -24,6 +24,7 @@ from kdlab.models import build
 
 RESULTS = ROOT / "docs" / "results"
 ENVIRONMENT = {"kdlab", "python", "torch", "platform", "threads", "cpus"}
+LM_EXPERIMENTS = {"llm-distill", "llm-on-policy", "llm-seq-kd"}
 IMAGE_EXPERIMENTS = {"omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "compress", "feature-kd",
                      "t-squared"}
 
@@ -50,6 +51,8 @@ def options(name: str, shared) -> dict:
         "feature-kd": dict(data=load("fashion-mnist", sample=True).subset(256, 100), teacher=build("cnn-small"),
                            epochs=1),
         "llm-distill": dict(steps=5, n_train=300),
+        "llm-on-policy": dict(steps=5, n_batches=2, lambdas=(0.0, 1.0)),
+        "llm-seq-kd": dict(steps=5, widths=(2,)),
         "t-squared": dict(teacher=shared, temperatures=(1.0, 8.0, 64.0), images=100),
     }[name]
 
@@ -82,12 +85,12 @@ def check_header(result: dict, name: str, *, seed: int, fast: bool) -> None:
 
 def test_every_experiment_is_covered_here(shared):
     names = {e.name for e in experiments.all_experiments()}
-    assert names == IMAGE_EXPERIMENTS | {"llm-distill"}
+    assert names == IMAGE_EXPERIMENTS | LM_EXPERIMENTS
     for name in names:
         options(name, shared)
 
 
-@pytest.mark.parametrize("name", sorted(IMAGE_EXPERIMENTS | {"llm-distill"}))
+@pytest.mark.parametrize("name", sorted(IMAGE_EXPERIMENTS | LM_EXPERIMENTS))
 def test_experiment_keeps_the_contract(name, shared):
     exp = experiments.get(name)
     outcome = exp.function(seed=3, fast=True, device="cpu", progress=False, **options(name, shared))
@@ -135,7 +138,7 @@ STALE_RESULTS: set[str] = set()
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not regenerated yet"))
                                   if name in STALE_RESULTS else name
-                                  for name in sorted(IMAGE_EXPERIMENTS | {"llm-distill"})])
+                                  for name in sorted(IMAGE_EXPERIMENTS | LM_EXPERIMENTS)])
 def test_the_committed_results_have_the_header(name):
     files = sorted(RESULTS.glob(f"{name}-s*.json"))
     assert files, f"no docs/results/{name}-sSEED.json"
