@@ -25,7 +25,7 @@ from kdlab.models import build
 RESULTS = ROOT / "docs" / "results"
 ENVIRONMENT = {"kdlab", "python", "torch", "platform", "threads", "cpus"}
 IMAGE_EXPERIMENTS = {"omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "compress", "feature-kd",
-                     "t-squared"}
+                     "t-squared", "capacity-gap", "label-smoothing"}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,8 @@ def options(name: str, shared) -> dict:
                            epochs=1),
         "llm-distill": dict(steps=5, n_train=300),
         "t-squared": dict(teacher=shared, temperatures=(1.0, 8.0, 64.0), images=100),
+        "capacity-gap": dict(teacher=shared, teachers=("mlp-teacher-small", "cnn-teacher"), seeds=1),
+        "label-smoothing": dict(teacher=shared, temperatures=(4.0,), seeds=1),
     }[name]
 
 
