@@ -41,8 +41,8 @@ from ..data import Dataset, load
 from ..models import count_params
 from ..train import predict_logits, train
 
-# Two seeds and 3 epochs per student keep the full run near two minutes on two idle cores (lessons 2-4's
-# teachers cached; the small one trains in seconds); --teachers can add cnn-teacher-long (8 epochs, minutes).
+# Two seeds and 3 epochs per student: the full run took 136 s on two shared cores (load average 3-5) with the three
+# teachers cached (docs/benchmarks.md); a first run trains them (minutes). --teachers can add cnn-teacher-long.
 DEFAULTS = dict(student="mlp-30x2", teachers=("mlp-teacher-small", "mlp-teacher", "cnn-teacher"),
                 assistant="mlp-100x2", temperature=4.0, alpha=0.9, epochs=3, lr=0.05, seeds=2)
 # A smoke run: one epoch per model (the teachers too), two seeds (so the spread is computed).
@@ -51,6 +51,11 @@ FAST = dict(epochs=1)
 
 def _mean(values) -> float:
     return round(sum(values) / len(values), 2)
+
+
+def _percent(shares) -> str:
+    """The mean of fractions as a percentage with one decimal (not from the 2-decimal rounded mean)."""
+    return f"{100 * sum(shares) / len(shares):.1f}%"
 
 
 def _agreement(student: torch.nn.Module, teacher_test_logits: torch.Tensor, x_test: torch.Tensor) -> float:
@@ -154,11 +159,11 @@ def summarize(r: dict) -> str:
             + fast_note(r))
     rows = [(t["recipe"], t["arch"], t["epochs"], f"{t['params']:,}", f"{t['macs']:,}", t["test_errors"],
              ", ".join(map(str, t["student_test_errors"])), f"{t['student_mean']:g}",
-             f"{100 * _mean(t['agreement']):.1f}%") for t in r["teachers"]]
+             _percent(t["agreement"])) for t in r["teachers"]]
     a = r["assistant"]
     rows.append((f"TA, taught by {a['teacher']}", a["arch"], r["epochs"], f"{a['params']:,}", f"{a['macs']:,}",
                  ", ".join(map(str, a["test_errors"])), ", ".join(map(str, a["student_test_errors"])),
-                 f"{_mean(a['student_test_errors']):g}", f"{100 * _mean(a['agreement']):.1f}%"))
+                 f"{_mean(a['student_test_errors']):g}", _percent(a["agreement"])))
     alone = r["student_alone_test_errors"]
     table = format_table(("the student's teacher", "arch", "epochs", "params", "MACs", "its test errors",
                           "student's test errors", "mean", "agrees"), rows,
