@@ -27,7 +27,6 @@ RECIPES = {
     # Lessons 4-6, 8 and 10: the CNN teacher (about 99% test accuracy after 3 epochs).
     "cnn-teacher": dict(arch="cnn-small", epochs=3, lr=0.05, batch_size=128, jitter=0),
     # Lesson 7 (Fashion-MNIST): the same CNN trained longer, so the thin students have room to gain.
-    # Lesson 6's capacity-gap experiment trains it on MNIST too: the strongest of its teachers.
     "cnn-teacher-long": dict(arch="cnn-small", epochs=8, lr=0.05, batch_size=128, jitter=0),
     # Lesson 6 (capacity gap): a weak teacher, small and trained briefly.
     "mlp-teacher-small": dict(arch="mlp-300x2", epochs=1, lr=0.05, batch_size=128, jitter=0),

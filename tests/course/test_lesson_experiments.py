@@ -60,8 +60,26 @@ def test_lesson_6_names_the_terminal_commands_of_its_experiments():
     markdown = source_of("06_dark_knowledge_experiments", "markdown")
     for command in ("kdlab experiment omitted-digit --digit 3 --seed 0 --json",
                     "kdlab experiment few-labels --fraction 0.01 --seed 0 --json",
-                    "kdlab experiment temperature-vs-width --seed 0 --json"):
+                    "kdlab experiment temperature-vs-width --seed 0 --json",
+                    "kdlab experiment capacity-gap --seed 0 --json", "kdlab experiment label-smoothing --seed 0 --json"):
         assert command in markdown
+
+
+@on_the_worker_of("06_dark_knowledge_experiments")
+def test_lesson_6_runs_and_plots_the_capacity_gap_and_label_smoothing(executed):
+    nb = executed("06_dark_knowledge_experiments")[0]
+    by_id = {c.get("id"): c for c in nb.cells}
+    for cell_id, call, words in (("c020", "capacity_gap.experiment(seed=0", "Does a better teacher always give a better"),
+                                 ("c023", "label_smoothing.experiment(seed=0", "the smoothed teacher's students")):
+        cell = by_id[cell_id]
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert call in cell.source and words in text, cell_id
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell_id
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if line.startswith("## ")]
+    numbered = [h for h in headings if h[3].isdigit()]
+    assert [int(h[3:].split(".")[0]) for h in numbered] == list(range(1, 8))
+    assert numbered[-2:] == ["## 6. The capacity gap", "## 7. Why KD works: label smoothing"]
 
 
 @on_the_worker_of("07_feature_distillation")

@@ -26,7 +26,7 @@ RESULTS = ROOT / "docs" / "results"
 ENVIRONMENT = {"kdlab", "python", "torch", "platform", "threads", "cpus"}
 LM_EXPERIMENTS = {"llm-distill", "llm-on-policy", "llm-seq-kd"}
 IMAGE_EXPERIMENTS = {"omitted-digit", "few-labels", "temperature-vs-width", "soft-targets", "compress", "feature-kd",
-                     "t-squared"}
+                     "t-squared", "capacity-gap", "label-smoothing"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,8 @@ def options(name: str, shared) -> dict:
         "llm-on-policy": dict(steps=5, n_batches=2, lambdas=(0.0, 1.0)),
         "llm-seq-kd": dict(steps=5, widths=(2,)),
         "t-squared": dict(teacher=shared, temperatures=(1.0, 8.0, 64.0), images=100),
+        "capacity-gap": dict(teacher=shared, teachers=("mlp-teacher-small", "cnn-teacher"), seeds=1),
+        "label-smoothing": dict(teacher=shared, temperatures=(4.0,), seeds=1),
     }[name]
 
 
