@@ -93,6 +93,10 @@ def test_lesson_6_quotes_the_capacity_gap_table(folder):
     assert (f"| none: the student alone | `{s['arch']}`, {epochs(CG['epochs'])} | {s['params']:,} | {s['macs']:,} | | "
             f"{joined(ALONE)} | {mean(ALONE):.1f} | |") in text
     assert f"the student's test errors (seeds {joined(CG['seeds'])})" in text
+    earlier = json.loads((RESULTS / "omitted-digit-s0.json").read_text())["teacher"]   # sections 2 to 5's teacher
+    assert earlier["recipe"] == "cnn-teacher" and earlier["test_errors"] != TEACHERS["cnn-teacher"]["test_errors"]
+    assert (f"`cnn-teacher` made {earlier['test_errors']} test errors in the runs of sections 2 to 5 and "
+            f"{TEACHERS['cnn-teacher']['test_errors']} here") in text
 
 
 @pytest.mark.parametrize("folder", ["solutions", "notebooks"])
