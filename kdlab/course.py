@@ -13,7 +13,7 @@ lists. ``docs/course.md`` describes the course in words;
     course.assignments()                       # ['part1_foundations', ..., 'part4_interview']
     [l.name for l in course.lessons("part1_foundations")]
     course.exercise("softmax_t")               # Exercise(name='softmax_t', lesson='01_softmax_temperature', ...)
-    course.max_score("part4_interview")        # 48: 36 autograded, 12 graded by hand
+    course.max_score("part4_interview")        # 49: 37 autograded, 12 graded by hand
     [b.number for b in course.bugs()]          # [1, ..., 10]
 
 An exercise's ``name`` is its answer cell's nbgrader ``grade_id`` (for a code,
