@@ -1,4 +1,4 @@
-"""Reading the docs' markdown in tests: tables, headings, links."""
+"""Reading the docs' markdown in tests: tables, headings, links, and the numbers a result JSON holds."""
 
 from __future__ import annotations
 
@@ -37,3 +37,22 @@ def broken_links(doc: Path, inside: Path | None = None) -> list[str]:
         elif anchor and anchor not in anchors(resolved):
             problems.append(f"{target}: no heading for #{anchor}")
     return problems
+
+
+def json_numbers(*results) -> list[float]:
+    """Every number in ``results`` (nested dicts and lists; booleans are not numbers): what a doc may quote."""
+    out: list[float] = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            out.append(x)
+
+    for r in results:
+        walk(r)
+    return out

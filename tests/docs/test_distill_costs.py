@@ -14,7 +14,7 @@ import re
 import statistics
 
 import nbgrader_harness as h
-from markdown_tools import table_rows
+from markdown_tools import json_numbers, table_rows
 
 from kdlab import costs, models
 
@@ -54,21 +54,7 @@ def shown(value: float) -> set[str]:
 
 
 def available(*results: dict) -> set[str]:
-    out: set[str] = set()
-
-    def walk(x):
-        if isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-        elif isinstance(x, (int, float)) and not isinstance(x, bool):
-            out.update(shown(x))
-
-    for r in results:
-        walk(r)
-    return out
+    return {text for x in json_numbers(*results) for text in shown(x)}
 
 
 def ratios(a: dict, b: dict) -> set[str]:

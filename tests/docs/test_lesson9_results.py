@@ -16,6 +16,7 @@ import json
 import re
 
 import nbgrader_harness as h
+from markdown_tools import json_numbers
 import pytest
 
 from kdlab.lm import onpolicy, seqkd
@@ -49,20 +50,7 @@ def shown(value: float) -> set[str]:
 
 
 def available(result: dict) -> set[str]:
-    out: set[str] = set()
-
-    def walk(x):
-        if isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-        elif isinstance(x, (int, float)) and not isinstance(x, bool):
-            out.update(shown(float(x)))
-
-    walk(result)
-    return out
+    return {text for x in json_numbers(result) for text in shown(float(x))}
 
 
 def gradient_rows(r: dict) -> list[str]:
