@@ -82,17 +82,29 @@ def sequence_logits(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tenso
 def sample(model: nn.Module, n: int, max_len: int, generator: torch.Generator | None = None,
            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` strings from the model (ancestral sampling): ``(tokens (n, max_len) padded with EOS, lengths)``."""
-    was_training = model.training
-    model.eval()
+    return ancestral((model,), lambda logits: torch.softmax(logits[0] / temperature, dim=-1), n, max_len, generator)
+
+
+@torch.no_grad()
+def ancestral(models, next_probs, n: int, max_len: int, generator: torch.Generator | None = None):
+    """``n`` strings, each token drawn from ``next_probs([each model's last logits])`` given the string so far.
+
+    The models run in eval mode, each with its own recurrent state, and are put back in their modes after.
+    """
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
     tokens = torch.full((n, max_len), EOS, dtype=torch.long)
     lengths = torch.full((n,), max_len, dtype=torch.long)
     alive = torch.ones(n, dtype=torch.bool)
     current = torch.full((n, 1), BOS, dtype=torch.long)
-    state = None
+    states = [None] * len(models)
     for t in range(max_len):
-        logits, state = model(current, state)
-        probs = torch.softmax(logits[:, -1] / temperature, dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        last = []
+        for i, m in enumerate(models):
+            logits, states[i] = m(current, states[i])
+            last.append(logits[:, -1])
+        nxt = torch.multinomial(next_probs(last), 1, generator=generator).squeeze(1)
         ended = alive & (nxt == EOS)
         lengths[ended] = t
         alive &= ~ended
@@ -100,7 +112,8 @@ def sample(model: nn.Module, n: int, max_len: int, generator: torch.Generator | 
         current = tokens[:, t:t + 1].clone()
         if not alive.any():
             break
-    model.train(was_training)
+    for m, mode in zip(models, modes):
+        m.train(mode)
     return tokens, lengths
 
 

@@ -36,8 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .language import EOS
-from .models import sequence_logits, string_log_probs_tensor
+from .models import ancestral, sequence_logits, string_log_probs_tensor
 
 
 @dataclass(frozen=True)
@@ -96,36 +95,12 @@ def estimator(name_or_estimator) -> Estimator:
 
 # ------------------------------------------------------------------------------------------------ sampling
 
-@torch.no_grad()
 def sample_mixed(student: nn.Module, teacher: nn.Module, n: int, max_len: int, mix: float,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` strings, each token drawn from ``mix * p_teacher + (1 - mix) * q_student`` given the string so far."""
-    from .language import BOS
-
-    models = (student, teacher)
-    modes = [m.training for m in models]
-    for m in models:
-        m.eval()
-    tokens = torch.full((n, max_len), EOS, dtype=torch.long)
-    lengths = torch.full((n,), max_len, dtype=torch.long)
-    alive = torch.ones(n, dtype=torch.bool)
-    current = torch.full((n, 1), BOS, dtype=torch.long)
-    s_state = t_state = None
-    for t in range(max_len):
-        s_logits, s_state = student(current, s_state)
-        t_logits, t_state = teacher(current, t_state)
-        probs = mix * torch.softmax(t_logits[:, -1], -1) + (1 - mix) * torch.softmax(s_logits[:, -1], -1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        ended = alive & (nxt == EOS)
-        lengths[ended] = t
-        alive &= ~ended
-        tokens[:, t] = torch.where(alive, nxt, torch.full_like(nxt, EOS))
-        current = tokens[:, t:t + 1].clone()
-        if not alive.any():
-            break
-    for m, mode in zip(models, modes):
-        m.train(mode)
-    return tokens, lengths
+    return ancestral((student, teacher),
+                     lambda last: mix * torch.softmax(last[1], -1) + (1 - mix) * torch.softmax(last[0], -1),
+                     n, max_len, generator)
 
 
 # ------------------------------------------------------------------------------------------------ the estimators
