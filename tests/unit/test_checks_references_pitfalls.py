@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import subprocess
 import sys
 import warnings
 
@@ -96,6 +97,22 @@ def test_grading_mode_follows_nbgrader(monkeypatch):
     for mode in ("autograde", "validate"):
         monkeypatch.setenv("NBGRADER_EXECUTION", mode)
         assert lessons.grading()
+
+
+def test_a_lesson_process_freezes_its_heap_as_it_exits():
+    """setup() makes the kernel's exit quick: by the time the interpreter finalizes, every object is frozen
+    (an exit handler registered before setup() runs after setup()'s own, and sees the frozen heap)."""
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}\\n'))\n"
+            "from kdlab.lessons import setup\n"
+            "setup(); setup()\n")   # twice, as a learner re-running the setup cell does: one handler
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split("frozen ")[1]) > 10_000, out.stdout
+    bare = subprocess.run([sys.executable, "-c", code.replace("setup(); setup()", "pass")], capture_output=True,
+                          text=True, timeout=120)
+    assert bare.stdout.strip() == "frozen 0", bare.stdout
 
 
 # ----------------------------------------------------------------------------- checks
