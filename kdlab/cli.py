@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings.freeze_heap_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -14,8 +14,6 @@ which keeps it to seconds and never depends on data or training.
 
 from __future__ import annotations
 
-import atexit
-import gc
 import os
 import time
 
@@ -46,22 +44,10 @@ def is_experiment(source: str) -> bool:
     return skip_experiments(source.splitlines(keepends=True)) != source.splitlines(keepends=True)
 
 
-def _freeze_heap_at_exit() -> None:
-    """Make the kernel's exit quick: freeze every object into the collector's permanent generation.
-
-    A kernel that imported torch spends 1-4 s of CPU in the interpreter's final garbage collections when it
-    shuts down (0.3 s with the heap frozen, measured on the 2-core CI machine); nbgrader waits for that after
-    every notebook it grades, and a learner after every kernel restart. Exit handlers and weakref finalizers
-    still run; only objects caught in reference cycles are left for the process's end to reclaim.
-    """
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
-
-
 def setup(seed: int = 0) -> None:
     """Seed torch, set plot defaults, say which mode runs; under nbgrader, skip experiment cells."""
     torch.manual_seed(seed)
-    _freeze_heap_at_exit()
+    settings.freeze_heap_at_exit()
     if grading():
         try:
             from IPython import get_ipython

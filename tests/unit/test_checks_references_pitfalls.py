@@ -99,20 +99,18 @@ def test_grading_mode_follows_nbgrader(monkeypatch):
         assert lessons.grading()
 
 
-def test_a_lesson_process_freezes_its_heap_as_it_exits():
-    """setup() makes the kernel's exit quick: by the time the interpreter finalizes, every object is frozen
-    (an exit handler registered before setup() runs after setup()'s own, and sees the frozen heap)."""
-    code = ("import atexit, gc, sys\n"
-            "atexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}\\n'))\n"
-            "from kdlab.lessons import setup\n"
-            "setup(); setup()\n")   # twice, as a learner re-running the setup cell does: one handler
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "MPLBACKEND": "Agg"})
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.split("frozen ")[1]) > 10_000, out.stdout
-    bare = subprocess.run([sys.executable, "-c", code.replace("setup(); setup()", "pass")], capture_output=True,
-                          text=True, timeout=120)
-    assert bare.stdout.strip() == "frozen 0", bare.stdout
+@pytest.mark.parametrize("start", ["from kdlab.lessons import setup\nsetup(); setup()",   # a re-run setup cell
+                                   "from kdlab.cli import main\nmain(['--version'])"])
+def test_lesson_and_cli_processes_freeze_their_heap_as_they_exit(start):
+    """settings.freeze_heap_at_exit(): by the time the interpreter finalizes, every object is frozen, so its
+    final collections are quick (an exit handler registered first runs last, and sees the frozen heap)."""
+    report = "import atexit, gc, sys\natexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}'))\n"
+    for code, frozen in ((report + start, True), (report + "import torch, kdlab.cli", False)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "MPLBACKEND": "Agg"})
+        assert out.returncode == 0, out.stderr
+        count = int(out.stdout.rsplit("frozen ", 1)[1])
+        assert (count > 10_000) if frozen else (count == 0), (code, count)
 
 
 # ----------------------------------------------------------------------------- checks
