@@ -99,18 +99,18 @@ def test_grading_mode_follows_nbgrader(monkeypatch):
         assert lessons.grading()
 
 
-@pytest.mark.parametrize("start", ["from kdlab.lessons import setup\nsetup(); setup()",   # a re-run setup cell
-                                   "from kdlab.cli import main\nmain(['--version'])"])
-def test_lesson_and_cli_processes_freeze_their_heap_as_they_exit(start):
+@pytest.mark.parametrize("start,frozen", [("from kdlab.lessons import setup\nsetup(); setup()", True),  # re-run cell
+                                          ("from kdlab.cli import main\nmain(['--version'])", True),
+                                          ("import torch, kdlab.cli", False)])               # the control
+def test_lesson_and_cli_processes_freeze_their_heap_as_they_exit(start, frozen):
     """settings.freeze_heap_at_exit(): by the time the interpreter finalizes, every object is frozen, so its
     final collections are quick (an exit handler registered first runs last, and sees the frozen heap)."""
-    report = "import atexit, gc, sys\natexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}'))\n"
-    for code, frozen in ((report + start, True), (report + "import torch, kdlab.cli", False)):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "MPLBACKEND": "Agg"})
-        assert out.returncode == 0, out.stderr
-        count = int(out.stdout.rsplit("frozen ", 1)[1])
-        assert (count > 10_000) if frozen else (count == 0), (code, count)
+    code = "import atexit, gc, sys\natexit.register(lambda: sys.stdout.write(f'frozen {gc.get_freeze_count()}'))\n"
+    out = subprocess.run([sys.executable, "-c", code + start], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert out.returncode == 0, out.stderr
+    count = int(out.stdout.rsplit("frozen ", 1)[1])
+    assert (count > 10_000) if frozen else (count == 0), count
 
 
 # ----------------------------------------------------------------------------- checks
