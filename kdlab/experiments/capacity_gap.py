@@ -27,14 +27,13 @@ errors here, and whether each exception is larger than the seed spread.
 
 from __future__ import annotations
 
-import time
 from itertools import combinations
 
 import torch
 
 from . import Option, comma_list, register
 from .contract import Outcome, Run, fast_note, format_table
-from .mnist import CachedTeacher, cached_teacher, seeded_student
+from .mnist import CachedTeacher, seeded_student, timed_teacher
 from .. import zoo
 from ..costs import macs
 from ..data import Dataset, load
@@ -75,13 +74,9 @@ def _teachers(recipes, teacher: CachedTeacher | None, data: Dataset | None, run,
     out, info = {}, {}
     for recipe in recipes:
         if teacher is not None and recipe == teacher.recipe:
-            out[recipe], info[recipe] = teacher, {"cached": True, "seconds": 0.0}
+            out[recipe], info[recipe] = teacher, {"was_cached": True, "seconds": 0.0}
             continue
-        was_cached = zoo.cache_file(recipe, data, seed=run.seed, fast=run.fast).is_file()
-        start = time.perf_counter()
-        out[recipe] = cached_teacher(seed=run.seed, fast=run.fast, data=data, device=run.device, recipe=recipe,
-                                     progress=progress)
-        info[recipe] = {"cached": was_cached, "seconds": round(time.perf_counter() - start, 1)}
+        out[recipe], info[recipe] = timed_teacher(recipe, data, run, progress)
     return data, out, info
 
 
@@ -243,7 +238,7 @@ def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None 
         model = tds[r].model
         described.append({
             "recipe": r, "arch": cfg_r["arch"], "epochs": cfg_r["epochs"], "params": count_params(model),
-            "macs": macs(model), "test_errors": tds[r].test_errors, "was_cached": info[r]["cached"],
+            "macs": macs(model), "test_errors": tds[r].test_errors, "was_cached": info[r]["was_cached"],
             "seconds": info[r]["seconds"], "student_test_errors": errors[r], "student_mean": _mean(errors[r]),
             "agreement": agreement[r]})
     probe = seeded_student(cfg["student"], seed)

@@ -27,13 +27,12 @@ same initial weights and batches at every seed:
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
 from . import Option, comma_list, register
 from .contract import Outcome, Run, fast_note, format_table
-from .mnist import CachedTeacher, cached_teacher, seeded_student
+from .mnist import CachedTeacher, seeded_student, timed_teacher
 from .. import zoo
 from ..analysis import class_similarity, entropy, most_similar_pairs
 from ..data import Dataset, load
@@ -206,11 +205,7 @@ def experiment(*, seed: int = 0, fast: bool | None = None, data: Dataset | None 
             if key == "plain" and teacher is not None:
                 tds[key], info[key] = teacher, {"was_cached": True, "seconds": 0.0}
                 continue
-            was_cached = zoo.cache_file(recipe, data, seed=run.seed, fast=run.fast).is_file()
-            start = time.perf_counter()
-            tds[key] = cached_teacher(seed=run.seed, fast=run.fast, data=data, device=run.device, recipe=recipe,
-                                      progress=progress)
-            info[key] = {"was_cached": was_cached, "seconds": round(time.perf_counter() - start, 1)}
+            tds[key], info[key] = timed_teacher(recipe, data, run, progress)
     seeds = [seed + i for i in range(cfg["seeds"])]
     common = dict(epochs=cfg["epochs"], lr=cfg["lr"], device=run.device, evaluate_every_epoch=False, progress=False)
 

@@ -20,7 +20,7 @@ from .. import settings
 from ..data import Dataset, load
 from ..models import build
 from ..train import predict_logits
-from ..zoo import pretrained
+from ..zoo import cache_file, pretrained
 
 TEACHER_RECIPE = "cnn-teacher"
 
@@ -58,6 +58,16 @@ def cached_teacher(*, seed: int = 0, fast: bool | None = None, data: Dataset | N
     train_logits = predict_logits(teacher, data.x_train)
     test_logits = predict_logits(teacher, data.x_test)
     return CachedTeacher(teacher, recipe, data, train_logits, test_logits, time.perf_counter() - start)
+
+
+def timed_teacher(recipe: str, data: Dataset, run, progress: bool) -> tuple[CachedTeacher, dict]:
+    """:func:`cached_teacher` of ``recipe`` on ``data`` for ``run``, and ``{"was_cached", "seconds"}``: whether
+    its weights were on disk before, and how long it took (training it, or loading it, and its logits)."""
+    was_cached = cache_file(recipe, data, seed=run.seed, fast=run.fast).is_file()
+    start = time.perf_counter()
+    teacher = cached_teacher(seed=run.seed, fast=run.fast, data=data, device=run.device, recipe=recipe,
+                             progress=progress)
+    return teacher, {"was_cached": was_cached, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def teacher_for_run(teacher: CachedTeacher | None, data: Dataset | None, run, progress: bool,
