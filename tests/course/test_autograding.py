@@ -20,7 +20,7 @@ import answer_banks
 import nbgrader_harness as h
 from answer_banks import BANKS, bank
 from answer_tools import course_bug
-from autograded_class import on_its_worker, wrong_hand_ins
+from autograded_class import course_bug_placement, on_its_worker, wrong_hand_ins
 from kdlab import course
 
 ASSIGNMENTS = answer_banks.assignments()
@@ -64,6 +64,19 @@ def test_the_bank_answers_every_exercise_of_the_manifest(assignment):
     assert b.applicable_bugs <= covered
 
 
+@pytest.mark.parametrize("assignment", cases())
+def test_every_course_bug_goes_through_nbgrader_in_some_hand_in(assignment):
+    """Each bug that applies to the assignment is carried by one wrong hand-in of the class, in an exercise whose
+    answer there is a wrong answer of the bank with that bug (the others of its exercises: in-process, below)."""
+    b = bank(assignment)
+    placed, handed_in = course_bug_placement(b), wrong_hand_ins(b)
+    assert set(placed) == set(b.applicable_bugs)
+    for number, (student, exercise) in placed.items():
+        source = handed_in[student][exercise]
+        assert any(course_bug(label) == number and wrong == source for label, wrong in b.wrong[exercise].items()), (
+            number, student, exercise)
+
+
 # ----------------------------------------------------------------------------- nbgrader: the class
 
 @pytest.mark.parametrize("assignment", cases(graded=True))
@@ -100,8 +113,9 @@ def test_released_notebooks_get_zero_without_crashing(graded, assignment):
 
 @pytest.mark.parametrize("assignment,student", cases(lambda b: list(wrong_hand_ins(b)), graded=True))
 def test_each_wrong_hand_in_loses_the_points_of_its_wrong_exercises_only(graded, assignment, student):
-    """``bugNN`` carries bug NN of docs/course.md in every exercise it applies to; ``wrongK`` the bank's k-th
-    set of wrong answers. The other exercises of the notebooks handed in keep their points: each is graded alone."""
+    """``bugs_NN_...`` carries bugs NN... of docs/course.md, each in one exercise (autograded_class.
+    course_bug_placement); ``wrongK`` the bank's k-th set of wrong answers. The other exercises of the notebooks
+    handed in keep their points: each is graded alone."""
     injected = wrong_hand_ins(graded.bank)[student]
     assert injected, f"{student} is wrong in no exercise"
     got = graded.scores[student]

@@ -1,7 +1,7 @@
 """``kdlab grade`` on real part-1 hand-ins, side by side with plain ``nbgrader autograde``.
 
-The class (tests/autograded_class.py): the solutions handed in (full marks), the released notebooks (0), one
-student per bug of docs/course.md, correct answers that print to stderr and warn (full marks), answers that
+The class (tests/autograded_class.py): the solutions handed in (full marks), the released notebooks (0), every
+bug of docs/course.md (in one exercise each), correct answers that print to stderr and warn (full marks), answers that
 only call kdlab's reference (0) and tampered test cells. Plain sequential ``nbgrader autograde`` grades it once
 per test session (shared with tests/course/test_autograding.py); ``kdlab grade`` with 2 workers grades
 the same ``submitted/`` folder here, and every grade of every notebook must be the same.
@@ -15,13 +15,12 @@ import pytest
 
 import answer_banks
 import nbgrader_harness as h
-import part1_answers as answers
-from autograded_class import on_its_worker
+from autograded_class import course_bug_placement, on_its_worker, wrong_hand_ins
 from kdlab.grading import Options, grade_class
 
 ASSIGNMENT = "part1_foundations"
 LESSONS = answer_banks.bank(ASSIGNMENT).lessons
-BUGS = sorted(answer_banks.bank(ASSIGNMENT).applicable_bugs)   # one student per bug (every bug applies to part 1)
+PLACED = course_bug_placement(answer_banks.bank(ASSIGNMENT))   # {bug: (student, exercise)}; every bug applies to part 1
 
 pytestmark = on_its_worker(ASSIGNMENT)   # the worker that graded the class with nbgrader
 
@@ -55,17 +54,17 @@ def test_solutions_get_full_marks_and_released_notebooks_zero(both):
         assert rows[("noisy", lesson)]["score"] == sol["max_score"], rows[("noisy", lesson)]
 
 
-@pytest.mark.parametrize("number", BUGS)
+@pytest.mark.parametrize("number", sorted(PLACED))
 def test_each_course_bug_loses_exactly_its_exercises_points(both, number):
+    """The student carrying bug ``number`` loses the points of its exercise and of its other bugs' only."""
     klass, rows, ours, _ = both
-    student = f"bug{number:02d}"
-    injected = {e for e, v in answers.WRONG.items() for label in v if answers.course_bug(label) == number}
-    assert injected
+    student, exercise = PLACED[number]
+    injected = set(wrong_hand_ins(answer_banks.bank(ASSIGNMENT))[student])
+    assert exercise in injected
     for lesson in klass[student]:
         grades = ours[student][lesson]
         for test_id, (score, max_score) in grades.items():
-            exercise = test_id.removeprefix("test_")
-            assert score == (0 if exercise in injected else max_score), (lesson, test_id, score)
+            assert score == (0 if test_id.removeprefix("test_") in injected else max_score), (lesson, test_id, score)
         row = rows[(student, lesson)]
         assert row["status"] == "ok" and float(row["score"]) < float(row["max_score"])
     for lesson in set(LESSONS) - set(klass[student]):
